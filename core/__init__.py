@@ -1,0 +1,1 @@
+"""LatentLab core: data, models, losses, training and run folders. Never imports streamlit."""

@@ -1,0 +1,151 @@
+"""`python -m core <command>`: train, resume, encode, list runs, preview data sets."""
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+import time
+from pathlib import Path
+
+from core.config import (DATASETS, MODELS, PRESETS, RECONSTRUCTIONS, ArchConfig, ConfigError, DataConfig,
+                         LossConfig, ModVAEConfig, RunConfig, TrainConfig, model_defaults)
+from core.data import DataError
+from core.runs import Run, RunError, default_runs_dir, list_runs
+from core.train import Diverged
+
+
+def _train_parser(sub) -> None:
+    p = sub.add_parser("train", help="train a VAE / beta-VAE / ModVAE into a new run folder (or --resume one)")
+    p.add_argument("--name", help="run folder name (default: <model>-<dataset>-<time>)")
+    p.add_argument("--resume", metavar="RUN", help="continue RUN from its last checkpoint (other options but --steps are ignored)")
+    p.add_argument("--model", choices=MODELS, default="beta-vae")
+    p.add_argument("--dataset", choices=DATASETS, default="synthfaces")
+    p.add_argument("--data-root", help="folder of celeba / lfw / folder data")
+    p.add_argument("--attributes-csv", help="folder data set: CSV of file,attr1,attr2,...")
+    p.add_argument("--data-seed", type=int, default=0, help="split seed for data sets without an official split")
+    p.add_argument("--preset", choices=sorted(PRESETS), default="small")
+    p.add_argument("--latent-dim", type=int, default=64)
+    p.add_argument("--recon", choices=RECONSTRUCTIONS, default="bernoulli", help="reconstruction likelihood")
+    p.add_argument("--beta", type=float, help="KL weight (default: 1 for vae/modvae, 4 for beta-vae)")
+    p.add_argument("--warmup-steps", type=int, help="linear KL warm-up (default: 0, 500 for beta-vae)")
+    p.add_argument("--capacity-max", type=float, default=0.0, help="nats; > 0 enables capacity annealing")
+    p.add_argument("--capacity-steps", type=int, default=0)
+    p.add_argument("--capacity-gamma", type=float, default=100.0)
+    p.add_argument("--dims-per-factor", type=int, default=4, help="ModVAE latent block per factor")
+    p.add_argument("--group-size", type=int, default=16, help="ModVAE images per one-factor group")
+    p.add_argument("--clamp-weight", type=float, default=1.0, help="ModVAE weight of the clamp MSE")
+    p.add_argument("--steps", type=int, help="optimizer steps (default 2000)")
+    p.add_argument("--epochs", type=float, help="alternative to --steps: passes over the train split")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="auto", help="auto (CUDA if present), cpu, cuda, cuda:1, ...")
+    p.add_argument("--threads", type=int, default=0, help="CPU threads (0: PyTorch's default)")
+    p.add_argument("--log-every", type=int, default=10)
+    p.add_argument("--val-every", type=int, default=500)
+    p.add_argument("--checkpoint-every", type=int, default=500)
+    p.add_argument("--sample-every", type=int, default=500)
+
+
+def config_from_args(a: argparse.Namespace, argv: list[str]) -> RunConfig:
+    defaults = model_defaults(a.model)
+    arch = PRESETS[a.preset]
+    name = a.name or f"{a.model}-{a.dataset}-{time.strftime('%Y%m%d-%H%M%S')}"
+    return RunConfig(
+        name=name,
+        model=a.model,
+        arch=ArchConfig(arch.preset, arch.channels, arch.hidden, a.latent_dim, arch.norm),
+        loss=LossConfig(a.recon, a.beta if a.beta is not None else defaults["beta"],
+                        a.warmup_steps if a.warmup_steps is not None else defaults.get("warmup_steps", 0),
+                        a.capacity_max, a.capacity_steps, a.capacity_gamma, a.clamp_weight),
+        modvae=ModVAEConfig(a.dims_per_factor, a.group_size),
+        data=DataConfig(a.dataset, a.data_root, a.attributes_csv, a.data_seed),
+        train=TrainConfig(a.steps or 2000, a.batch_size, a.lr, a.seed, a.device, a.log_every, a.val_every,
+                          512, a.checkpoint_every, a.sample_every, a.threads),
+        command=shlex.join(["python", "-m", "core", *argv]),
+    ).validate()
+
+
+def cmd_train(a, argv, runs_dir: Path) -> int:
+    from core import train as training
+    from core.data import load_dataset
+
+    if a.resume:
+        run = Run(runs_dir / a.resume)
+        if not (run.path / "config.json").is_file():
+            raise RunError(f"no run {a.resume!r} in {runs_dir}")
+        training.resume(run, steps=a.steps)
+    else:
+        config = config_from_args(a, argv)
+        dataset = load_dataset(config.data)
+        if a.epochs is not None:
+            from core.batches import make_batches
+
+            batches = make_batches(dataset, config.model, config.train.batch_size, config.modvae.group_size, 0)
+            config.train.steps = max(1, round(a.epochs * batches.steps_per_epoch))
+        run = training.train(config, runs_dir, dataset=dataset)
+    print(f"{run.status()['state']}: {run.path}")
+    return 0
+
+
+def cmd_encode(a, argv, runs_dir: Path) -> int:
+    from core.encode import encode_run
+
+    path = encode_run(Run(runs_dir / a.run), split=a.split, limit=a.limit, batch_size=a.batch_size, device=a.device)
+    print(f"wrote {path}")
+    return 0
+
+
+def cmd_runs(a, argv, runs_dir: Path) -> int:
+    runs = list_runs(runs_dir)
+    if not runs:
+        print(f"no runs in {runs_dir}")
+    for run in runs:
+        status = run.status()
+        cfg = run.config
+        print(f"{run.name:40s} {cfg.model:9s} beta={cfg.loss.beta:<5g} {cfg.data.dataset:11s} "
+              f"{status.get('state', '?'):10s} step {status.get('step', 0)}/{cfg.train.steps}")
+    return 0
+
+
+def cmd_preview(a, argv, runs_dir: Path) -> int:
+    from core.preview import preview
+
+    print(f"wrote {preview(a.dataset, Path(a.out), a.data_root)}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m core", description=__doc__)
+    parser.add_argument("--runs-dir", type=Path, help="where run folders live (default: checkpoints/)")
+    sub = parser.add_subparsers(dest="command", required=True)
+    _train_parser(sub)
+    e = sub.add_parser("encode", help="write the latent means of a run's data set to RUN/encodings/")
+    e.add_argument("run")
+    e.add_argument("--split", default="test", choices=["train", "val", "test", "all"])
+    e.add_argument("--limit", type=int, help="encode at most this many images (a fixed random subset)")
+    e.add_argument("--batch-size", type=int, default=512)
+    e.add_argument("--device", default="auto")
+    sub.add_parser("runs", help="list run folders")
+    v = sub.add_parser("preview", help="save a PNG grid of a data set (factor rows for ground-truth data)")
+    v.add_argument("dataset", choices=DATASETS)
+    v.add_argument("--out", default="preview.png")
+    v.add_argument("--data-root")
+    return parser
+
+
+COMMANDS = {"train": cmd_train, "encode": cmd_encode, "runs": cmd_runs, "preview": cmd_preview}
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    a = build_parser().parse_args(argv)
+    runs_dir = a.runs_dir or default_runs_dir()
+    try:
+        return COMMANDS[a.command](a, argv, runs_dir)
+    except (ConfigError, DataError, RunError, Diverged) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted; the last checkpoint is kept (resume with --resume)", file=sys.stderr)
+        return 130

@@ -1,0 +1,51 @@
+"""Batched encoding of a data set with a trained run: latent means for the dashboard and metrics."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from core.data import Dataset, load_dataset
+from core.fileio import atomic_path
+from core.models.vae import VAE
+from core.runs import Run
+from core.train import pick_device, to_float
+
+
+@torch.inference_mode()
+def encode(model: VAE, dataset: Dataset, index: np.ndarray, batch_size: int = 512) -> tuple[np.ndarray, np.ndarray]:
+    """Posterior (mu, logvar) for dataset images `index`, float32 numpy (len(index), latent_dim)."""
+    device = next(model.parameters()).device
+    mus, logvars = [], []
+    for start in range(0, len(index), batch_size):
+        mu, logvar = model.encode(to_float(dataset.images(index[start:start + batch_size]), device))
+        mus.append(mu.float().cpu().numpy())
+        logvars.append(logvar.float().cpu().numpy())
+    empty = np.zeros((0, model.latent_dim), np.float32)
+    return (np.concatenate(mus) if mus else empty), (np.concatenate(logvars) if logvars else empty)
+
+
+def encode_run(run: Run, split: str = "test", limit: int | None = None, batch_size: int = 512,
+               device: str = "auto", dataset: Dataset | None = None) -> Path:
+    """Encode one split of the run's data set into RUN/encodings/<dataset>-<split>.npz (no pickles inside)."""
+    config = run.config
+    model = run.load_model(pick_device(device))
+    dataset = dataset if dataset is not None else load_dataset(config.data)
+    index = dataset.indices(split)
+    if limit is not None and limit < len(index):
+        index = np.sort(np.random.default_rng(0).choice(index, size=limit, replace=False))
+    mu, logvar = encode(model, dataset, index, batch_size)
+    arrays = {"index": index, "mu": mu, "logvar": logvar,
+              "attributes": dataset.attributes.values[index],
+              "attribute_names": np.array(dataset.attributes.names, dtype=str)}
+    if dataset.is_ground_truth:
+        arrays["factors"] = dataset.index_to_factors(index)
+        arrays["factor_names"] = np.array(dataset.factor_names, dtype=str)
+    if dataset.identities is not None:
+        arrays["identities"] = dataset.identities[index]
+    path = run.path / "encodings" / f"{config.data.dataset}-{split}.npz"
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as f:
+            np.savez(f, **arrays)
+    return path

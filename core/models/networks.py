@@ -1,0 +1,50 @@
+"""The one convolutional encoder/decoder family shared by every model (64x64 RGB in, 64x64 out)."""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from core.config import ArchConfig
+
+
+def _norm(kind: str, channels: int) -> nn.Module:
+    # GroupNorm, not BatchNorm: ModVAE batches hold near-identical images, which would skew batch statistics.
+    return nn.GroupNorm(min(8, channels), channels) if kind == "group" else nn.Identity()
+
+
+class Encoder(nn.Module):
+    """Four stride-2 convolutions (64 -> 4 px), then an MLP to the posterior mean and log-variance."""
+
+    def __init__(self, arch: ArchConfig):
+        super().__init__()
+        layers, c_in = [], 3
+        for c in arch.channels:
+            layers += [nn.Conv2d(c_in, c, 4, 2, 1), _norm(arch.norm, c), nn.SiLU()]
+            c_in = c
+        self.conv = nn.Sequential(*layers, nn.Flatten())
+        self.head = nn.Sequential(
+            nn.Linear(c_in * 16, arch.hidden), nn.SiLU(), nn.Linear(arch.hidden, 2 * arch.latent_dim)
+        )
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        mu, logvar = self.head(self.conv(x)).chunk(2, dim=1)
+        return mu, logvar
+
+
+class Decoder(nn.Module):
+    """Mirror of the encoder; returns logits (the image is their sigmoid)."""
+
+    def __init__(self, arch: ArchConfig):
+        super().__init__()
+        chans = list(arch.channels[::-1])
+        self.first = chans[0]
+        self.head = nn.Sequential(
+            nn.Linear(arch.latent_dim, arch.hidden), nn.SiLU(), nn.Linear(arch.hidden, chans[0] * 16), nn.SiLU()
+        )
+        layers = []
+        for c_in, c_out in zip(chans, chans[1:]):
+            layers += [nn.ConvTranspose2d(c_in, c_out, 4, 2, 1), _norm(arch.norm, c_out), nn.SiLU()]
+        self.deconv = nn.Sequential(*layers, nn.ConvTranspose2d(chans[-1], 3, 4, 2, 1))
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.deconv(self.head(z).view(-1, self.first, 4, 4))

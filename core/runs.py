@@ -1,0 +1,200 @@
+"""Run folders: everything the dashboard needs, readable without the training data.
+
+checkpoints/<name>/
+  config.json              RunConfig (rebuilds model and data)
+  metrics.jsonl            one JSON object per line: {"type": "train" | "val", "step", ...}
+  status.json              {"state": running | finished | failed | cancelled, "pid", "step", "error", ...}
+  checkpoint.safetensors   "model.*" weights + "optim.*" Adam state; metadata: step, format
+  samples/                 recon_<step>.png, prior_<step>.png
+  encodings/               <dataset>-<split>.npz latent means (python -m core encode)
+"""
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
+
+from core.config import RunConfig
+from core.fileio import atomic_path, write_json
+from core.models.vae import VAE
+
+CHECKPOINT = "checkpoint.safetensors"
+FORMAT = "latentlab-1"
+STATES = ("running", "finished", "failed", "cancelled")
+
+
+class RunError(ValueError):
+    """A run folder is missing, incomplete or holds something that does not match its config."""
+
+
+def default_runs_dir() -> Path:
+    """`$LATENTLAB_CHECKPOINTS`, else `checkpoints/` at the repository root."""
+    env = os.environ.get("LATENTLAB_CHECKPOINTS")
+    return Path(env) if env else Path(__file__).resolve().parents[1] / "checkpoints"
+
+
+class Run:
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+    def __repr__(self) -> str:
+        return f"Run({str(self.path)!r})"
+
+    # --- config -------------------------------------------------------------------------------
+    @property
+    def config(self) -> RunConfig:
+        if not (self.path / "config.json").is_file():
+            raise RunError(f"{self.path}: no config.json; is this a LatentLab run folder?")
+        return RunConfig.load(self.path / "config.json")
+
+    def write_config(self, config: RunConfig) -> None:
+        write_json(self.path / "config.json", config.to_dict())
+
+    # --- metrics ------------------------------------------------------------------------------
+    def append_metrics(self, record: dict[str, Any]) -> None:
+        with open(self.path / "metrics.jsonl", "a") as f:
+            f.write(json.dumps(record) + "\n")
+
+    def metrics(self, kind: str | None = None) -> list[dict[str, Any]]:
+        """All metric records (optionally of one type). A torn or corrupt line is skipped, not fatal."""
+        path = self.path / "metrics.jsonl"
+        if not path.is_file():
+            return []
+        records = []
+        for line in path.read_text(errors="replace").splitlines():
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if isinstance(rec, dict) and (kind is None or rec.get("type") == kind):
+                records.append(rec)
+        return records
+
+    def truncate_metrics(self, step: int) -> None:
+        """Drop records past `step` (written after the last checkpoint of a run that is being resumed)."""
+        keep = [r for r in self.metrics() if r.get("step", 0) <= step]
+        with atomic_path(self.path / "metrics.jsonl") as tmp:
+            tmp.write_text("".join(json.dumps(r) + "\n" for r in keep))
+
+    # --- status -------------------------------------------------------------------------------
+    def write_status(self, state: str, **fields: Any) -> None:
+        assert state in STATES, state
+        write_json(self.path / "status.json", {"state": state, "updated": time.time(), **fields})
+
+    def status(self) -> dict[str, Any]:
+        """The run's status; a 'running' run whose process is gone is reported as failed."""
+        try:
+            status = json.loads((self.path / "status.json").read_text())
+        except (OSError, json.JSONDecodeError):
+            return {"state": "unknown"}
+        if status.get("state") == "running" and not _alive(status.get("pid")):
+            status = {**status, "state": "failed", "error": "the training process stopped without finishing"}
+        return status
+
+    # --- checkpoints --------------------------------------------------------------------------
+    @property
+    def checkpoint_path(self) -> Path:
+        return self.path / CHECKPOINT
+
+    def save_checkpoint(self, model: VAE, optimizer: torch.optim.Optimizer | None, step: int,
+                        dtype: torch.dtype | None = None) -> None:
+        tensors = {f"model.{k}": _cpu(v, dtype) for k, v in model.state_dict().items()}
+        if optimizer is not None:
+            tensors.update(_flatten_optimizer(optimizer))
+        with atomic_path(self.checkpoint_path) as tmp:
+            save_file(tensors, str(tmp), metadata={"format": FORMAT, "step": str(step)})
+
+    def checkpoint_step(self) -> int:
+        with self._open() as f:
+            return int(f.metadata()["step"])
+
+    def load_model(self, device: str | torch.device = "cpu") -> VAE:
+        """Rebuild the model from config.json and load its weights (float32, eval mode)."""
+        config = self.config
+        model = VAE(config.arch)
+        expected = model.state_dict()
+        with self._open() as f:
+            keys = {k[len("model."):] for k in f.keys() if k.startswith("model.")}
+            missing, extra = expected.keys() - keys, keys - expected.keys()
+            if missing or extra:
+                raise RunError(f"{self.checkpoint_path}: weights do not match config.json "
+                               f"(missing {sorted(missing)[:3]}, unexpected {sorted(extra)[:3]})")
+            state = {}
+            for k, ref in expected.items():
+                t = f.get_tensor(f"model.{k}")
+                if t.shape != ref.shape:
+                    raise RunError(f"{self.checkpoint_path}: {k} has shape {tuple(t.shape)}, config.json implies {tuple(ref.shape)}")
+                state[k] = t.float()
+        model.load_state_dict(state)
+        return model.to(device).eval()
+
+    def load_optimizer(self, optimizer: torch.optim.Optimizer) -> None:
+        with self._open() as f:
+            tensors = {k: f.get_tensor(k) for k in f.keys() if k.startswith("optim.")}
+        _unflatten_optimizer(optimizer, tensors)
+
+    def _open(self):
+        if not self.checkpoint_path.is_file():
+            raise RunError(f"{self.path}: no {CHECKPOINT} yet (the run has not saved a checkpoint)")
+        try:
+            handle = safe_open(str(self.checkpoint_path), framework="pt")
+        except Exception as e:  # safetensors raises its own error types for truncated/garbled headers
+            raise RunError(f"{self.checkpoint_path}: not a readable safetensors file ({e})") from None
+        if handle.metadata() is None or handle.metadata().get("format") != FORMAT:
+            raise RunError(f"{self.checkpoint_path}: not a LatentLab checkpoint (format tag missing)")
+        return handle
+
+
+def list_runs(runs_dir: str | Path | None = None) -> list[Run]:
+    """Run folders (those with a config.json), newest first."""
+    root = Path(runs_dir) if runs_dir else default_runs_dir()
+    if not root.is_dir():
+        return []
+    runs = [Run(p) for p in root.iterdir() if (p / "config.json").is_file()]
+    return sorted(runs, key=lambda r: (r.path / "config.json").stat().st_mtime, reverse=True)
+
+
+def _alive(pid: Any) -> bool:
+    if not isinstance(pid, int) or pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _cpu(t: torch.Tensor, dtype: torch.dtype | None) -> torch.Tensor:
+    t = t.detach().to("cpu")
+    return (t.to(dtype) if dtype is not None and t.is_floating_point() else t).contiguous()
+
+
+def _flatten_optimizer(optimizer: torch.optim.Optimizer) -> dict[str, torch.Tensor]:
+    """Adam-style state as flat tensors: optim.<param index>.<name>; hyper-parameters stay in config."""
+    out = {}
+    for i, state in optimizer.state_dict()["state"].items():
+        for name, value in state.items():
+            out[f"optim.{i}.{name}"] = _cpu(torch.as_tensor(value), None)
+    return out
+
+
+def _unflatten_optimizer(optimizer: torch.optim.Optimizer, tensors: dict[str, torch.Tensor]) -> None:
+    sd = optimizer.state_dict()
+    state: dict[int, dict[str, torch.Tensor]] = {}
+    for key, value in tensors.items():
+        _, i, name = key.split(".", 2)
+        state.setdefault(int(i), {})[name] = value
+    sd["state"] = state
+    optimizer.load_state_dict(sd)

@@ -1,0 +1,238 @@
+"""The training loop: short enough to read in one sitting.
+
+Data order and sampling noise depend only on (seed, step), and the checkpoint holds weights and Adam
+state, so `resume` continues exactly where a run stopped. SIGTERM ends the run cleanly with a checkpoint.
+"""
+from __future__ import annotations
+
+import math
+import os
+import signal
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from core.batches import Batch, make_batches
+from core.config import RunConfig
+from core.data import Dataset, load_dataset
+from core.images import grid, save_png
+from core.losses import Objective
+from core.models.modvae import Clamp, FactorBlocks
+from core.models.vae import VAE
+from core.runs import Run, RunError, default_runs_dir
+
+
+class Diverged(RuntimeError):
+    pass
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise RunError("--device cuda was asked for, but PyTorch sees no CUDA GPU on this machine; use --device cpu")
+    return torch.device(name)
+
+
+def to_float(images: np.ndarray, device: torch.device) -> torch.Tensor:
+    return torch.from_numpy(np.ascontiguousarray(images)).to(device).float().div_(255)
+
+
+def create_run(config: RunConfig, runs_dir: Path | None = None) -> Run:
+    """Make the run folder; refuses an existing name (mkdir is atomic, so two launches cannot share one)."""
+    config.validate()
+    root = Path(runs_dir) if runs_dir else default_runs_dir()
+    root.mkdir(parents=True, exist_ok=True)
+    run = Run(root / config.name)
+    try:
+        run.path.mkdir()
+    except FileExistsError:
+        raise RunError(f"run {config.name!r} already exists in {root}: pick another --name, or --resume it") from None
+    run.write_config(config)
+    return run
+
+
+class Trainer:
+    def __init__(self, run: Run, dataset: Dataset | None = None, progress: bool = True):
+        self.run, self.config, self.progress = run, run.config, progress
+        cfg = self.config
+        if cfg.train.threads:
+            torch.set_num_threads(cfg.train.threads)
+        self.device = pick_device(cfg.train.device)
+        self.dataset = dataset if dataset is not None else load_dataset(cfg.data, progress=progress)
+        self.batches = make_batches(self.dataset, cfg.model, cfg.train.batch_size, cfg.modvae.group_size, cfg.train.seed)
+        torch.manual_seed(cfg.train.seed)
+        self.model = VAE(cfg.arch).to(self.device)
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=cfg.train.lr)
+        self.objective = Objective(cfg.loss)
+        self.blocks = (FactorBlocks(self.batches.num_factors, cfg.modvae.dims_per_factor, cfg.arch.latent_dim)
+                       if cfg.model == "modvae" else None)
+        self.val_index = self._fixed_subset("val", cfg.train.val_images)
+        self.step, self.wall = 0, 0.0
+        self._stop = False
+
+    def _fixed_subset(self, split: str, n: int) -> np.ndarray:
+        index = self.dataset.indices(split)
+        if len(index) == 0:
+            index = self.dataset.indices("train")
+        rng = np.random.default_rng([self.config.train.seed, 3])
+        return np.sort(rng.choice(index, size=min(n, len(index)), replace=False))
+
+    def resume(self) -> None:
+        self.model.load_state_dict(self.run.load_model(self.device).state_dict())
+        self.run.load_optimizer(self.optimizer)
+        self.step = self.run.checkpoint_step()
+        self.run.truncate_metrics(self.step)
+        last = self.run.metrics("train")
+        self.wall = last[-1].get("wall", 0.0) if last else 0.0
+
+    def _clamp(self, batch: Batch) -> Clamp | None:
+        if self.blocks is None:
+            return None
+        fixed = torch.from_numpy(batch.fixed).to(self.device)
+        groups = torch.from_numpy(batch.groups).to(self.device)
+        return Clamp(groups, self.blocks.dim_mask(fixed), int(batch.groups.max()) + 1)
+
+    def _generator(self, step: int) -> torch.Generator:
+        g = torch.Generator(device=self.device)
+        g.manual_seed(self.config.train.seed * 1_000_003 + step)
+        return g
+
+    def train_step(self, step: int) -> dict[str, torch.Tensor]:
+        batch = self.batches(step)
+        x = to_float(batch.images, self.device)
+        clamp = self._clamp(batch)
+        out = self.model(x, self._generator(step), clamp)
+        terms = self.objective(out, x, step, clamp)
+        self.optimizer.zero_grad(set_to_none=True)
+        terms["loss"].backward()
+        self.optimizer.step()
+        return {k: v.detach() for k, v in terms.items()}
+
+    @torch.no_grad()
+    def validate(self) -> dict[str, float]:
+        self.model.eval()
+        recon = kl = 0.0
+        for chunk in np.array_split(self.val_index, max(1, len(self.val_index) // 256)):
+            x = to_float(self.dataset.images(chunk), self.device)
+            terms = self.objective(self.model(x), x, self.config.train.steps)
+            recon += terms["recon"].item() * len(chunk)
+            kl += terms["kl"].item() * len(chunk)
+        self.model.train()
+        n = len(self.val_index)
+        return {"recon": recon / n, "kl": kl / n, "neg_elbo": (recon + kl) / n}
+
+    @torch.no_grad()
+    def save_samples(self) -> None:
+        self.model.eval()
+        x = to_float(self.dataset.images(self.val_index[:8]), self.device)
+        recon = self.model.decode(self.model.encode(x)[0])
+        folder = self.run.path / "samples"
+        save_png(folder / f"recon_{self.step:07d}.png", grid(torch.cat([x, recon]), 8), scale=2)
+        prior = self.model.sample(16, self._generator(-1))
+        save_png(folder / f"prior_{self.step:07d}.png", grid(prior, 8), scale=2)
+        self.model.train()
+
+    def checkpoint(self) -> None:
+        if not all(torch.isfinite(p).all() for p in self.model.parameters()):
+            raise Diverged(f"the weights hold NaN or inf at step {self.step}: lower --lr or add --warmup-steps; "
+                           "the last good checkpoint is kept")
+        self.run.save_checkpoint(self.model, self.optimizer, self.step)
+
+    def _status(self, state: str, **extra) -> None:
+        self.run.write_status(state, pid=os.getpid(), step=self.step, total_steps=self.config.train.steps,
+                              device=str(self.device), **extra)
+
+    def fit(self) -> Run:
+        cfg = self.config.train
+        previous = signal.signal(signal.SIGTERM, self._on_sigterm) if _main_thread() else None
+        self._status("running")
+        self.model.train()
+        sums: dict[str, torch.Tensor] = {}
+        count, t_last = 0, time.perf_counter()
+        bar = tqdm(total=cfg.steps, initial=self.step, disable=not self.progress, unit="step", dynamic_ncols=True)
+        try:
+            while self.step < cfg.steps and not self._stop:
+                terms = self.train_step(self.step)
+                for k, v in terms.items():
+                    sums[k] = sums.get(k, 0) + v
+                count += 1
+                self.step += 1
+                bar.update(1)
+                if self.step % cfg.log_every == 0 or self.step == cfg.steps:
+                    now = time.perf_counter()
+                    self.wall += now - t_last
+                    record = self._train_record(sums, count, count * cfg.batch_size / (now - t_last))
+                    bar.set_postfix(loss=f"{record['loss']:.1f}", kl=f"{record['kl']:.1f}")
+                    sums, count, t_last = {}, 0, now
+                if self.step % cfg.val_every == 0 or self.step == cfg.steps:
+                    self.run.append_metrics({"type": "val", "step": self.step,
+                                             "epoch": self.batches.epoch(self.step), **self.validate()})
+                if self.step % cfg.sample_every == 0 or self.step == cfg.steps:
+                    self.save_samples()
+                if self.step % cfg.checkpoint_every == 0:
+                    self.checkpoint()
+        except Diverged as e:
+            self._status("failed", error=str(e))
+            raise
+        except BaseException as e:
+            self._status("failed", error=f"{type(e).__name__}: {e}")
+            self.checkpoint()  # keep the work done so far (refused if the weights are no longer finite)
+            raise
+        finally:
+            bar.close()
+            if previous is not None:
+                signal.signal(signal.SIGTERM, previous)
+        self.checkpoint()
+        self._status("cancelled" if self._stop else "finished")
+        return self.run
+
+    def _train_record(self, sums: dict[str, torch.Tensor], count: int, images_per_s: float) -> dict:
+        means = {k: (v / count).tolist() for k, v in sums.items()}  # one host sync per logging interval
+        if not all(math.isfinite(x) for x in [means["loss"], *means["kl_dims"]]):
+            raise Diverged(f"the loss became {means['loss']} at step {self.step}: lower --lr or add "
+                           "--warmup-steps; the last checkpoint before this is kept")
+        record = {"type": "train", "step": self.step, "epoch": self.batches.epoch(self.step),
+                  **{k: means[k] for k in ("loss", "recon", "kl", "kl_dims")},
+                  "beta": self.objective.beta(self.step), "lr": self.optimizer.param_groups[0]["lr"],
+                  "images_per_s": images_per_s, "wall": self.wall}
+        if "clamp" in means:
+            record["clamp"] = means["clamp"]
+        self.run.append_metrics(record)
+        return record
+
+    def _on_sigterm(self, signum, frame) -> None:
+        self._stop = True
+
+
+def _main_thread() -> bool:
+    import threading
+
+    return threading.current_thread() is threading.main_thread()
+
+
+def train(config: RunConfig, runs_dir: Path | None = None, progress: bool = True, dataset: Dataset | None = None) -> Run:
+    """Create a run folder for `config` and train it to the end."""
+    config.validate()
+    dataset = dataset if dataset is not None else load_dataset(config.data, progress=progress)
+    run = create_run(config, runs_dir)
+    try:
+        trainer = Trainer(run, dataset, progress)
+    except Exception as e:
+        run.write_status("failed", error=str(e), step=0)
+        raise
+    return trainer.fit()
+
+
+def resume(run: Run, steps: int | None = None, progress: bool = True, dataset: Dataset | None = None) -> Run:
+    """Continue `run` from its last checkpoint, optionally to a new total number of steps."""
+    if steps is not None:
+        config = run.config
+        config.train.steps = steps
+        run.write_config(config.validate())
+    trainer = Trainer(run, dataset, progress)
+    trainer.resume()
+    return trainer.fit()
