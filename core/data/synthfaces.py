@@ -1,0 +1,283 @@
+"""SynthFaces: procedurally rendered cartoon faces with known generative factors.
+
+LatentLab's default data set: nine discrete factors, the full grid of their levels
+(86,400 images), every image a deterministic function of its factor levels, so the
+ground truth is exact and nothing has to be downloaded.
+
+Rendering is split in two because that makes it fast:
+
+* Geometry (smile, eyewear, bangs, face width, head rotation: 600 combinations) decides
+  where each face part is. The parts are anti-aliased signed-distance shapes, stacked back to
+  front with "over" compositing - not in RGB but as per-pixel weights of the colours that vary (background,
+  hair, skin) plus the RGB of fixed-colour parts. Compositing is linear in the colours, so
+  those weights are exact. Each geometry is drawn once, on first use, and cached module-wide.
+* Colour (hair colour, skin tone, lighting, background) is then a few multiply-adds per pixel.
+"""
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+
+from core.data.base import IMAGE_SIZE, Attributes, GroundTruthData, random_split
+
+LEVEL_NAMES: dict[str, list[str]] = {
+    "smile": ["frown", "slight frown", "neutral", "smile", "broad smile"],
+    "eyewear": ["none", "eyeglasses", "sunglasses"],
+    "hair_colour": ["black", "brown", "blond", "grey"],
+    "bangs": ["no bangs", "bangs"],
+    "skin_tone": ["pale", "light", "tan", "dark"],
+    "face_width": ["narrow", "slim", "broad", "wide"],
+    "head_rotation": ["turned left", "slightly left", "frontal", "slightly right", "turned right"],
+    "lighting": ["from left", "front", "from right"],
+    "background": ["blue", "green", "purple"],
+}
+FACTOR_NAMES = list(LEVEL_NAMES)
+# Head yaw per rotation level; "left" is the image's left (the person's own right).
+_YAW_DEGREES = np.array([-30, -15, 0, 15, 30], np.float32)
+
+# Attribute -> (factor, levels for which it is true). CelebA names where CelebA has one.
+_ATTRIBUTE_RULES = {
+    "Smiling": ("smile", ["smile", "broad smile"]),
+    "Mouth_Slightly_Open": ("smile", ["broad smile"]),
+    "Frowning": ("smile", ["frown", "slight frown"]),
+    "Eyeglasses": ("eyewear", ["eyeglasses", "sunglasses"]),  # CelebA counts sunglasses too
+    "Sunglasses": ("eyewear", ["sunglasses"]),
+    "Black_Hair": ("hair_colour", ["black"]),
+    "Brown_Hair": ("hair_colour", ["brown"]),
+    "Blond_Hair": ("hair_colour", ["blond"]),
+    "Gray_Hair": ("hair_colour", ["grey"]),
+    "Bangs": ("bangs", ["bangs"]),
+    "Pale_Skin": ("skin_tone", ["pale"]),
+    "Dark_Skin": ("skin_tone", ["dark"]),
+    "Narrow_Face": ("face_width", ["narrow"]),
+    "Wide_Face": ("face_width", ["wide"]),
+    "Facing_Left": ("head_rotation", ["turned left", "slightly left"]),
+    "Facing_Right": ("head_rotation", ["slightly right", "turned right"]),
+}
+
+_HAIR_RGB = np.array([[0.10, 0.08, 0.07], [0.40, 0.24, 0.12], [0.93, 0.79, 0.46], [0.72, 0.72, 0.74]], np.float32)
+_SKIN_RGB = np.array([[0.99, 0.88, 0.81], [0.93, 0.75, 0.61], [0.77, 0.55, 0.38], [0.47, 0.31, 0.21]], np.float32)
+_BACKGROUND_RGB = np.array([[0.40, 0.58, 0.86], [0.48, 0.74, 0.47], [0.62, 0.46, 0.74]], np.float32)
+
+# Pixel-centre coordinates in [-1, 1], y pointing down; one pixel is 2 / IMAGE_SIZE wide.
+_AXIS = (np.arange(IMAGE_SIZE, dtype=np.float32) + 0.5) * (2 / IMAGE_SIZE) - 1
+_Y, _X = np.meshgrid(_AXIS, _AXIS, indexing="ij")
+
+# Lighting is a horizontal gradient multiplying everything but the background.
+_NX = np.clip(_X / 0.6, -1, 1).ravel()
+_LIGHT = np.stack([1.02 - 0.26 * _NX - 0.08 * _NX**2, 1.08 - 0.2 * _NX**2, 1.02 + 0.26 * _NX - 0.08 * _NX**2])
+
+_GEOMETRY_FACTORS = [FACTOR_NAMES.index(f) for f in ("smile", "eyewear", "bangs", "face_width", "head_rotation")]
+_GEOMETRY_SIZES = [len(LEVEL_NAMES[FACTOR_NAMES[i]]) for i in _GEOMETRY_FACTORS]
+
+
+# --- shapes: approximate signed distances (negative inside), in image units -------------
+
+def _cover(d):
+    """Coverage with a one-pixel-wide linear edge: this is the anti-aliasing."""
+    return np.clip(0.5 - d * (IMAGE_SIZE / 2), 0, 1)
+
+
+def _ellipse(cx, cy, ax, ay):
+    # Inigo Quilez's cheap ellipse distance; accurate near the edge, which is all we need.
+    px, py = (_X - cx) / ax, (_Y - cy) / ay
+    k0 = np.sqrt(px * px + py * py)
+    k1 = np.sqrt((px / ax) ** 2 + (py / ay) ** 2)
+    return k0 * (k0 - 1) / np.maximum(k1, 1e-6)
+
+
+def _rounded_box(cx, cy, hx, hy, r):
+    qx, qy = np.abs(_X - cx) - hx + r, np.abs(_Y - cy) - hy + r
+    outside = np.sqrt(np.maximum(qx, 0) ** 2 + np.maximum(qy, 0) ** 2)
+    return outside + np.minimum(np.maximum(qx, qy), 0) - r
+
+
+def _stroke(u, v, cu, cv, half_len, bend, thick, gape=0.0):
+    """Tapered curved stroke along axis u: centre line v = cv - bend * t^2, t = (u - cu) / half_len.
+
+    bend > 0 lifts the ends (a smile), bend < 0 drops them. `gape` widens it downwards into a
+    lens shape (an open mouth; with thick=0 the stroke is just the opening).
+    """
+    t = (u - cu) / half_len
+    inside = np.clip(1 - t * t, 0, 1)
+    centre = cv - bend * t * t + 0.5 * gape * inside
+    slope = 2 * bend * t / half_len
+    across = np.abs(v - centre) / np.sqrt(1 + slope * slope) - thick * np.sqrt(inside) - 0.5 * gape * inside
+    return np.maximum(across, np.abs(u - cu) - half_len)
+
+
+# --- geometry: the face parts, composited into colour weights ---------------------------
+
+# Weight channels: background, hair, skin (multiples of those colours) and a fixed RGB.
+_N_CHANNELS = 6
+
+
+def _paint(hair=0.0, skin=0.0, rgb=(0.0, 0.0, 0.0)):
+    return np.array([0.0, hair, skin, *rgb], np.float32)
+
+
+_HAIR, _HAIR_SHINE, _BROW = _paint(hair=1), _paint(hair=0.65, rgb=(0.35, 0.35, 0.35)), _paint(hair=0.6)
+_SKIN = _paint(skin=1)
+_SHADOW, _CREASE = _paint(skin=0.8), _paint(skin=0.55)
+_SHIRT = _paint(rgb=(0.22, 0.26, 0.34))
+_EYE_WHITE, _IRIS = _paint(rgb=(0.96, 0.96, 0.94)), _paint(rgb=(0.16, 0.10, 0.07))
+_LIPS, _MOUTH_INSIDE, _TEETH = _paint(skin=0.3, rgb=(0.45, 0.04, 0.07)), _paint(rgb=(0.30, 0.05, 0.06)), _paint(rgb=(1, 1, 1))
+_FRAME, _CLEAR_LENS, _DARK_LENS = _paint(rgb=(0.08, 0.08, 0.10)), _paint(rgb=(0.85, 0.93, 1.0)), _paint(rgb=(0.04, 0.05, 0.07))
+
+_HEAD_RADIUS = np.array([0.35, 0.395, 0.435, 0.48], np.float32)  # per face width
+_FEATURE_DEPTH = 0.55  # see across_head
+# Mouth per smile level: end lift, half-length, opening.
+_MOUTH = np.array([[-0.09, 0.14, 0], [-0.045, 0.145, 0], [0, 0.15, 0], [0.06, 0.165, 0], [0.065, 0.175, 0.08]], np.float32)
+
+
+def _draw_geometries(geometry: np.ndarray) -> np.ndarray:
+    """(n, 6, 64*64) float32 colour weights for (n, 5) geometry levels."""
+    smile, eyewear, bangs, width, rotation = (g[:, None, None] for g in geometry.T)
+    yaw = np.deg2rad(_YAW_DEGREES[rotation])
+    radius = _HEAD_RADIUS[width]  # seen from above
+
+    def across_head(angle, depth=1.0):
+        """Image x of a point `angle` radians round the (cylindrical) head from its front.
+
+        Features sit on the flat front of the face, nearer the axis (depth < 1): on the full
+        radius they would slide off the face oval.
+        """
+        return radius * (np.sin(angle + yaw) - (1 - depth) * np.sin(yaw))
+
+    layers = []  # (coverage, paint), back to front
+    hair_back = _ellipse(0, -0.1, 1.17 * radius, 0.66)
+    layers.append((_cover(np.maximum(hair_back, _Y - 0.3)), _HAIR))
+    layers.append((_cover(_ellipse(0, 1.2, 0.9, 0.42)), _SHIRT))
+    neck_x = 0.3 * across_head(0)  # the neck turns less than the face
+    layers.append((_cover(_rounded_box(neck_x, 0.62, 0.36 * radius, 0.3, 0.08)), _SHADOW))
+    for side in (-1, 1):
+        angle = side * 1.62
+        facing = np.clip(np.cos(angle + yaw), 0, 1)
+        layers.append((_cover(_ellipse(across_head(angle), 0.04, 0.05 + 0.12 * facing, 0.11)), _SHADOW))
+    # The visible face spans +-1.35 rad round the head, so it narrows and shifts as the head turns.
+    left, right = across_head(-1.35), across_head(1.35)
+    face_cx, face_ax = (left + right) / 2, (right - left) / 2
+    chin_taper = 1 - 0.3 * (np.clip(_Y - 0.02, 0, 0.5) / 0.5) ** 2
+    layers.append((_cover(_ellipse(face_cx, 0.02, face_ax * chin_taper, 0.5)), _SKIN))
+
+    dx = _X - across_head(0, _FEATURE_DEPTH)
+    hairline = np.where(bangs, -0.17 + 0.3 * dx**2 - 0.035 * np.abs(np.sin(dx * 22)), -0.42 + 1.6 * dx**2)
+    layers.append((_cover(np.maximum(_ellipse(0, -0.1, 1.1 * radius, 0.62), _Y - hairline)), _HAIR))
+    shine = _stroke(_X, _Y, across_head(-0.5, _FEATURE_DEPTH), -0.6, 0.1, -0.05, 0.02)
+    layers.append((0.6 * _cover(shine), _HAIR_SHINE))
+
+    eye_y = -0.03
+    lenses = []
+    for side in (-1, 1):
+        angle = side * 0.42
+        ex, squash = across_head(angle, _FEATURE_DEPTH), np.cos(angle + yaw)
+        white = _ellipse(ex, eye_y, 0.085 * squash, 0.05)
+        layers.append((_cover(white), _EYE_WHITE))
+        iris = _ellipse(ex + 0.03 * np.sin(yaw), eye_y + 0.005, 0.042 * squash, 0.042)
+        layers.append((_cover(np.maximum(iris, white)), _IRIS))
+        layers.append((_cover(_stroke(_X, _Y, ex, -0.155, 0.1 * squash, -0.03, 0.02)), _BROW))
+        lenses.append(_rounded_box(ex, eye_y, 0.125 * squash, 0.085, 0.05))
+
+    nose_x = across_head(0, _FEATURE_DEPTH) + 0.05 * np.sin(yaw)  # the tip sticks out, so it swings further
+    layers.append((_cover(_stroke(_X, _Y, nose_x, 0.17, 0.045, 0.02, 0.014)), _CREASE))
+    for side in (-1, 1):  # bridge shading: faint both sides when frontal, on the far side when turned
+        strength = np.clip(0.35 + side * 1.3 * np.sin(yaw), 0, 1)
+        layers.append((strength * _cover(_stroke(_Y, _X, 0.1, nose_x + side * 0.035, 0.06, 0, 0.009)), _SHADOW))
+
+    lift, half_len, gape = (_MOUTH[smile, i] for i in range(3))
+    mouth_x, half_len = across_head(0, _FEATURE_DEPTH), half_len * np.cos(yaw)
+    layers.append((_cover(_stroke(_X, _Y, mouth_x, 0.3, half_len, lift, 0.021, gape)), _LIPS))
+    inside = _stroke(_X, _Y, mouth_x, 0.3, half_len, lift, 0.0, gape)
+    layers.append(((gape > 0) * _cover(inside), _MOUTH_INSIDE))
+    teeth_edge = 0.3 - lift * ((_X - mouth_x) / half_len) ** 2 + 0.35 * gape
+    layers.append(((gape > 0) * _cover(np.maximum(inside, _Y - teeth_edge)), _TEETH))
+
+    lens = np.minimum(*lenses)
+    clear, dark = eyewear == 1, eyewear == 2  # eyeglasses, sunglasses
+    layers.append((clear * 0.25 * _cover(lens), _CLEAR_LENS))
+    layers.append((dark * 0.93 * _cover(lens), _DARK_LENS))
+    bar = _rounded_box(face_cx, eye_y - 0.035, face_ax * 1.02, 0.012, 0.01)
+    frame = np.minimum(np.abs(lens) - 0.017, np.maximum(bar, -lens))
+    layers.append(((eyewear > 0) * _cover(frame), _FRAME))
+
+    # Composited front to back: a layer shows through what is still uncovered in front of it,
+    # and only the few channels its paint uses are touched.
+    weights = np.zeros((len(geometry), _N_CHANNELS, IMAGE_SIZE, IMAGE_SIZE), np.float32)
+    uncovered = np.ones((len(geometry), IMAGE_SIZE, IMAGE_SIZE), np.float32)
+    for alpha, paint in reversed(layers):
+        shown = alpha * uncovered
+        for channel in np.flatnonzero(paint):
+            weights[:, channel] += shown * paint[channel]
+        uncovered -= shown
+    weights[:, 0] = uncovered  # the background
+    return weights.reshape(len(geometry), _N_CHANNELS, -1)
+
+
+_WEIGHT_ONE = 65535  # fixed-point 1.0 of the cached weights
+
+
+class _GeometryCache:
+    """Colour weights of every geometry drawn so far, as uint16 fixed point (30 MB for all 600).
+
+    Not float16: numpy converts float16 to float32 slowly, and that conversion dominated rendering.
+    """
+
+    def __init__(self):
+        n = int(np.prod(_GEOMETRY_SIZES))
+        self._weights = np.zeros((n, _N_CHANNELS, IMAGE_SIZE * IMAGE_SIZE), np.uint16)
+        self._drawn = np.zeros(n, bool)
+        self._lock = threading.Lock()  # the dashboard renders from several threads
+
+    def weights(self, geometry_index: np.ndarray) -> np.ndarray:
+        """(n, 6, 64*64) float32 weights, scaled so that _WEIGHT_ONE means 1."""
+        with self._lock:
+            missing = np.unique(geometry_index[~self._drawn[geometry_index]])
+            for start in range(0, len(missing), 64):  # chunks bound the peak memory
+                chunk = missing[start:start + 64]
+                weights = _draw_geometries(np.stack(np.unravel_index(chunk, _GEOMETRY_SIZES), axis=1))
+                self._weights[chunk] = np.rint(np.clip(weights, 0, 1) * _WEIGHT_ONE)
+                self._drawn[chunk] = True
+        return self._weights[geometry_index].astype(np.float32)
+
+
+_CACHE = _GeometryCache()
+
+
+class SynthFaces(GroundTruthData):
+    """Cartoon faces on the full grid of `LEVEL_NAMES` factor levels (see module docstring)."""
+
+    name = "synthfaces"
+    factor_names = FACTOR_NAMES
+    factor_sizes = [len(levels) for levels in LEVEL_NAMES.values()]
+
+    def __init__(self, seed: int = 0):
+        n = int(np.prod(self.factor_sizes))
+        self.split = random_split(n, seed)
+        self.attributes = Attributes(list(_ATTRIBUTE_RULES), self.attributes_from_factors(self.index_to_factors(np.arange(n))))
+        self.identities = None
+
+    def images_from_factors(self, factors: np.ndarray) -> np.ndarray:
+        f = self._checked(factors)
+        hair, skin, light, background = (f[:, FACTOR_NAMES.index(n)] for n in ("hair_colour", "skin_tone", "lighting", "background"))
+        w = _CACHE.weights(np.ravel_multi_index(f[:, _GEOMETRY_FACTORS].T, _GEOMETRY_SIZES))
+        foreground = w[:, 3:] + w[:, 1:2] * _HAIR_RGB[hair][:, :, None] + w[:, 2:3] * _SKIN_RGB[skin][:, :, None]
+        scale = 255 / _WEIGHT_ONE
+        rgb = foreground * (scale * _LIGHT[light])[:, None] + w[:, :1] * (scale * _BACKGROUND_RGB[background])[:, :, None]
+        rgb += 0.5  # so that the conversion below rounds rather than truncates
+        np.clip(rgb, 0, 255, out=rgb)
+        return rgb.astype(np.uint8).reshape(len(f), 3, IMAGE_SIZE, IMAGE_SIZE)
+
+    def attributes_from_factors(self, factors: np.ndarray) -> np.ndarray:
+        f = self._checked(factors)
+        columns = []
+        for factor, levels in _ATTRIBUTE_RULES.values():
+            level_ids = [LEVEL_NAMES[factor].index(level) for level in levels]
+            columns.append(np.isin(f[:, FACTOR_NAMES.index(factor)], level_ids))
+        return np.stack(columns, axis=1)
+
+    def _checked(self, factors) -> np.ndarray:
+        f = np.asarray(factors, dtype=np.int64).reshape(-1, self.num_factors)
+        if ((f < 0) | (f >= self.factor_sizes)).any():
+            raise ValueError(f"factor levels out of range; sizes are {dict(zip(self.factor_names, self.factor_sizes))}")
+        return f
