@@ -42,7 +42,7 @@ def _train_parser(sub) -> None:
     p.add_argument("--device", default="auto", help="auto (CUDA if present), cpu, cuda, cuda:1, ...")
     p.add_argument("--threads", type=int, default=0, help="CPU threads (0: PyTorch's default)")
     p.add_argument("--log-every", type=int, default=10)
-    p.add_argument("--val-every", type=int, default=500)
+    p.add_argument("--val-every", type=int, default=0, help="validation interval in steps (default: every epoch)")
     p.add_argument("--checkpoint-every", type=int, default=500)
     p.add_argument("--sample-every", type=int, default=500)
 

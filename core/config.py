@@ -74,7 +74,7 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"
     log_every: int = 10
-    val_every: int = 500
+    val_every: int = 0  # 0: at the end of every epoch
     val_images: int = 512
     checkpoint_every: int = 500
     sample_every: int = 500
@@ -111,7 +111,8 @@ class RunConfig:
             (self.train.steps >= 1, f"steps {self.train.steps}: must be >= 1"),
             (1 <= self.train.batch_size <= 65536, f"batch_size {self.train.batch_size}: must be between 1 and 65536"),
             (0 < self.train.lr < 1, f"lr {self.train.lr}: must be in (0, 1)"),
-            (min(self.train.log_every, self.train.val_every, self.train.checkpoint_every, self.train.sample_every) >= 1, "log/val/checkpoint/sample intervals must be >= 1"),
+            (min(self.train.log_every, self.train.checkpoint_every, self.train.sample_every) >= 1 and self.train.val_every >= 0,
+             "log/checkpoint/sample intervals must be >= 1 (val_every >= 0; 0 means every epoch)"),
             (self.data.dataset in ("synthfaces", "dsprites") or self.data.root, f"dataset {self.data.dataset!r} needs --data-root pointing at its folder"),
         ]
         for ok, message in checks:

@@ -148,6 +148,7 @@ class Trainer:
 
     def fit(self) -> Run:
         cfg = self.config.train
+        val_every = cfg.val_every or self.batches.steps_per_epoch
         previous = signal.signal(signal.SIGTERM, self._on_sigterm) if _main_thread() else None
         self._status("running")
         self.model.train()
@@ -168,7 +169,7 @@ class Trainer:
                     record = self._train_record(sums, count, count * cfg.batch_size / (now - t_last))
                     bar.set_postfix(loss=f"{record['loss']:.1f}", kl=f"{record['kl']:.1f}")
                     sums, count, t_last = {}, 0, now
-                if self.step % cfg.val_every == 0 or self.step == cfg.steps:
+                if self.step % val_every == 0 or self.step == cfg.steps:
                     self.run.append_metrics({"type": "val", "step": self.step,
                                              "epoch": self.batches.epoch(self.step), **self.validate()})
                 if self.step % cfg.sample_every == 0 or self.step == cfg.steps:

@@ -119,3 +119,8 @@ def test_shuffled_batches_cover_the_train_split_once_per_epoch():
     second = np.concatenate([batches(s).images[:, 0, 0, 0] for s in range(epoch, 2 * epoch)])
     assert sorted(first.tolist()) == sorted(second.tolist()) == sorted((People().identities * 40).tolist())
     assert not np.array_equal(first, second)  # every epoch reshuffles
+
+
+def test_validation_runs_at_every_epoch_end_by_default(tmp_path):
+    run = train(tiny_config("epochs", steps=14, batch_size=3, val_every=0), tmp_path, progress=False, dataset=People())
+    assert [(r["step"], r["epoch"]) for r in run.metrics("val")] == [(7, 1.0), (14, 2.0)]
