@@ -71,6 +71,8 @@ class Trainer:
         self.blocks = (FactorBlocks(self.batches.num_factors, cfg.modvae.dims_per_factor, cfg.arch.latent_dim)
                        if cfg.model == "modvae" else None)
         self.val_index = self._fixed_subset("val", cfg.train.val_images)
+        # shown in the sample grids: spread over the subset, whose sorted order groups similar images on grid data
+        self.show_index = self.val_index[np.linspace(0, len(self.val_index) - 1, 8).round().astype(int)]
         self.step, self.wall = 0, 0.0
         self._stop = False
 
@@ -128,7 +130,7 @@ class Trainer:
     @torch.no_grad()
     def save_samples(self) -> None:
         self.model.eval()
-        x = to_float(self.dataset.images(self.val_index[:8]), self.device)
+        x = to_float(self.dataset.images(self.show_index), self.device)
         recon = self.model.decode(self.model.encode(x)[0])
         folder = self.run.path / "samples"
         save_png(folder / f"recon_{self.step:07d}.png", grid(torch.cat([x, recon]), 8), scale=2)

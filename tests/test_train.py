@@ -124,3 +124,17 @@ def test_shuffled_batches_cover_the_train_split_once_per_epoch():
 def test_validation_runs_at_every_epoch_end_by_default(tmp_path):
     run = train(tiny_config("epochs", steps=14, batch_size=3, val_every=0), tmp_path, progress=False, dataset=People())
     assert [(r["step"], r["epoch"]) for r in run.metrics("val")] == [(7, 1.0), (14, 2.0)]
+
+
+REAL_CELEBA = __import__("pathlib").Path(__file__).resolve().parents[2] / "shared" / "data" / "celeba"
+
+
+@pytest.mark.skipif(not REAL_CELEBA.is_dir(), reason=f"SKIPPED: the real CelebA sample is not at {REAL_CELEBA}")
+def test_modvae_trains_on_real_celeba_with_same_person_groups(tmp_path, monkeypatch):
+    monkeypatch.setenv("LATENTLAB_CACHE", str(tmp_path / "cache"))
+    config = tiny_config("celeba-mod", model="modvae", steps=10, batch_size=32)
+    config.data.dataset, config.data.root = "celeba", str(REAL_CELEBA)
+    config.modvae.group_size = 4
+    run = train(config, tmp_path, progress=False)
+    record = run.metrics("train")[-1]
+    assert run.status()["state"] == "finished" and record["clamp"] > 0 and np.isfinite(record["loss"])
