@@ -26,9 +26,25 @@ def encode(model: VAE, dataset: Dataset, index: np.ndarray, batch_size: int = 51
     return (np.concatenate(mus) if mus else empty), (np.concatenate(logvars) if logvars else empty)
 
 
+def encodings_path(run: Run, split: str, limit: int | None) -> Path:
+    suffix = f"-{limit}" if limit is not None else ""
+    return run.path / "encodings" / f"{run.config.data.dataset}-{split}{suffix}.npz"
+
+
+def load_or_encode(run: Run, split: str = "test", limit: int | None = None,
+                   dataset: Dataset | None = None, device: str = "cpu") -> dict[str, np.ndarray]:
+    """The run's encodings of `split` (at most `limit` images), computed once and then read from the run
+    folder; recomputed when the checkpoint is newer than the file."""
+    path = encodings_path(run, split, limit)
+    if not path.is_file() or path.stat().st_mtime < run.checkpoint_path.stat().st_mtime:
+        encode_run(run, split, limit, device=device, dataset=dataset)
+    with np.load(path, allow_pickle=False) as z:
+        return {k: z[k] for k in z.files}
+
+
 def encode_run(run: Run, split: str = "test", limit: int | None = None, batch_size: int = 512,
                device: str = "auto", dataset: Dataset | None = None) -> Path:
-    """Encode one split of the run's data set into RUN/encodings/<dataset>-<split>.npz (no pickles inside)."""
+    """Encode one split of the run's data set into RUN/encodings/<dataset>-<split>[-<limit>].npz (no pickles)."""
     config = run.config
     model = run.load_model(pick_device(device))
     dataset = dataset if dataset is not None else load_dataset(config.data)
@@ -44,7 +60,7 @@ def encode_run(run: Run, split: str = "test", limit: int | None = None, batch_si
         arrays["factor_names"] = np.array(dataset.factor_names, dtype=str)
     if dataset.identities is not None:
         arrays["identities"] = dataset.identities[index]
-    path = run.path / "encodings" / f"{config.data.dataset}-{split}.npz"
+    path = encodings_path(run, split, limit)
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as f:
             np.savez(f, **arrays)

@@ -23,7 +23,7 @@ def test_train_encode_and_list(tmp_path, capsys):
     assert config.model == "beta-vae" and config.loss.beta == 4.0 and config.arch.latent_dim == 8
     assert config.command.startswith("python -m core") and "--name cli" in config.command
     assert main(["--runs-dir", str(tmp_path), "encode", "cli", "--limit", "100", "--split", "val"]) == 0
-    with np.load(tmp_path / "cli" / "encodings" / "dsprites-val.npz", allow_pickle=False) as z:
+    with np.load(tmp_path / "cli" / "encodings" / "dsprites-val-100.npz", allow_pickle=False) as z:
         assert z["mu"].shape == (100, 8) and z["factors"].shape == (100, 5)
         assert list(z["attribute_names"])[:3] == ["Square", "Ellipse", "Heart"]
     assert main(["--runs-dir", str(tmp_path), "runs"]) == 0

@@ -1,0 +1,88 @@
+"""Hand labels of latent dims, stored in RUN/labels.json.
+
+{"dims": {"16": {"label": "hair colour", "meaningful": true, "note": "dark to blond"}}, "updated": ...}
+
+Writes are read-modify-write under a lock file and land atomically, so two browser sessions labelling
+the same run never lose each other's labels, and a crash never leaves a half-written file.
+"""
+from __future__ import annotations
+
+import fcntl
+import json
+import time
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Iterator
+
+from core.fileio import write_json
+from core.runs import Run
+
+FILE = "labels.json"
+MAX_TEXT = 500
+
+
+class LabelError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class DimLabel:
+    label: str = ""
+    meaningful: bool = False
+    note: str = ""
+
+
+def load_labels(run: Run) -> dict[int, DimLabel]:
+    """Labels by dim. A missing file means no labels; a corrupt one is reported, never silently replaced."""
+    path = run.path / FILE
+    if not path.is_file():
+        return {}
+    try:
+        data = json.loads(path.read_text())
+        dims = data["dims"]
+        return {int(d): _parse(v) for d, v in dims.items()}
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError) as e:
+        raise LabelError(f"{path}: unreadable labels file ({type(e).__name__}: {e}); fix or delete it") from None
+
+
+def _parse(value) -> DimLabel:
+    if not isinstance(value, dict):
+        raise TypeError("each dim's entry must be an object")
+    label, meaningful, note = value.get("label", ""), value.get("meaningful", False), value.get("note", "")
+    if not isinstance(label, str) or not isinstance(note, str) or not isinstance(meaningful, bool):
+        raise TypeError("label and note must be strings, meaningful a boolean")
+    return DimLabel(label[:MAX_TEXT], meaningful, note[:MAX_TEXT])
+
+
+def save_label(run: Run, dim: int, label: DimLabel) -> dict[int, DimLabel]:
+    """Set (or, with an empty label, clear) one dim's label; returns all labels after the write."""
+    latent_dim = run.config.arch.latent_dim
+    if not 0 <= dim < latent_dim:
+        raise LabelError(f"dim {dim} is outside 0..{latent_dim - 1} for run {run.name!r}")
+    label = DimLabel(label.label.strip()[:MAX_TEXT], bool(label.meaningful), label.note.strip()[:MAX_TEXT])
+    with _locked(run.path / f".{FILE}.lock"):
+        labels = load_labels(run)
+        if label == DimLabel():
+            labels.pop(dim, None)
+        else:
+            labels[dim] = label
+        write_json(run.path / FILE, {"dims": {str(d): asdict(v) for d, v in sorted(labels.items())},
+                                     "updated": time.time()})
+    return labels
+
+
+def dim_name(dim: int, labels: dict[int, DimLabel]) -> str:
+    """How a dim is shown everywhere: 'z16' or 'z16 · hair colour'."""
+    label = labels.get(dim)
+    return f"z{dim} · {label.label}" if label and label.label else f"z{dim}"
+
+
+@contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    with open(path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
