@@ -13,4 +13,6 @@ st.navigation([
     st.Page(PAGES / "traversals.py", title="Traversals", icon="🎚️"),
     st.Page(PAGES / "embeddings.py", title="Embeddings", icon="🗺️"),
     st.Page(PAGES / "arithmetic.py", title="Arithmetic", icon="➕"),
+    st.Page(PAGES / "generate.py", title="Generate", icon="🎲"),
+    st.Page(PAGES / "compare.py", title="Compare", icon="🆚"),
 ]).run()

@@ -59,3 +59,21 @@ def write_broken_image():
 def loader_cache_dir(tmp_path: Path) -> Path:
     """A private decode cache, so loader tests never write to ~/.cache/latentlab."""
     return tmp_path / "latentlab-cache"
+
+
+# --- trained tiny runs for dashboard and evaluation tests ---
+
+@pytest.fixture(scope="session")
+def tiny_runs_dir(tmp_path_factory):
+    """A runs folder with two tiny finished SynthFaces runs (8 latent dims, seconds to train):
+    'tiny-bvae' (beta-VAE) and 'tiny-modvae' (ModVAE). Treat it as read-only; copy it to modify."""
+    from core.train import train
+    from tests.tiny import tiny_config
+
+    root = tmp_path_factory.mktemp("runs")
+    train(tiny_config("tiny-bvae", dataset="synthfaces", steps=30), root, progress=False)
+    modvae = tiny_config("tiny-modvae", model="modvae", dataset="synthfaces", steps=20)
+    modvae.modvae.dims_per_factor = 1
+    modvae.arch.latent_dim = 12  # 9 factor blocks + 3 free dims: pages must cope with any latent size
+    train(modvae, root, progress=False)
+    return root
