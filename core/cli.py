@@ -115,6 +115,14 @@ def cmd_preview(a, argv, runs_dir: Path) -> int:
     return 0
 
 
+def cmd_import_weights(a, argv, runs_dir: Path) -> int:
+    from core.legacy import import_weights
+
+    like = Run(runs_dir / a.like)
+    print(f"imported into {import_weights(a.file, like, a.name, runs_dir).path}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m core", description=__doc__)
     parser.add_argument("--runs-dir", type=Path, help="where run folders live (default: checkpoints/)")
@@ -127,6 +135,10 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--batch-size", type=int, default=512)
     e.add_argument("--device", default="auto")
     sub.add_parser("runs", help="list run folders")
+    w = sub.add_parser("import-weights", help="import a legacy .pt/.pth state dict (tensors only, never code) as a new run")
+    w.add_argument("file")
+    w.add_argument("--like", required=True, metavar="RUN", help="existing run whose config.json the weights fit")
+    w.add_argument("--name", required=True, help="name of the new run folder")
     v = sub.add_parser("preview", help="save a PNG grid of a data set (factor rows for ground-truth data)")
     v.add_argument("dataset", choices=DATASETS)
     v.add_argument("--out", default="preview.png")
@@ -134,7 +146,8 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-COMMANDS = {"train": cmd_train, "encode": cmd_encode, "runs": cmd_runs, "preview": cmd_preview}
+COMMANDS = {"train": cmd_train, "encode": cmd_encode, "runs": cmd_runs, "preview": cmd_preview,
+            "import-weights": cmd_import_weights}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,6 +1,7 @@
 """Batched encoding of a data set with a trained run: latent means for the dashboard and metrics."""
 from __future__ import annotations
 
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -36,8 +37,16 @@ def load_or_encode(run: Run, split: str = "test", limit: int | None = None,
     """The run's encodings of `split` (at most `limit` images), computed once and then read from the run
     folder; recomputed when the checkpoint is newer than the file."""
     path = encodings_path(run, split, limit)
-    if not path.is_file() or path.stat().st_mtime < run.checkpoint_path.stat().st_mtime:
-        encode_run(run, split, limit, device=device, dataset=dataset)
+    if path.is_file() and path.stat().st_mtime >= run.checkpoint_path.stat().st_mtime:
+        try:
+            return _read(path)
+        except (OSError, ValueError, zipfile.BadZipFile):
+            pass  # a damaged (or pickled, hence refused) cache file: compute it again
+    encode_run(run, split, limit, device=device, dataset=dataset)
+    return _read(path)
+
+
+def _read(path: Path) -> dict[str, np.ndarray]:
     with np.load(path, allow_pickle=False) as z:
         return {k: z[k] for k in z.files}
 

@@ -89,16 +89,24 @@ class Run:
     # --- status -------------------------------------------------------------------------------
     def write_status(self, state: str, **fields: Any) -> None:
         assert state in STATES, state
+        if state == "running":
+            fields.setdefault("pid_started", _process_start(fields.get("pid")))
         write_json(self.path / "status.json", {"state": state, "updated": time.time(), **fields})
 
     def status(self) -> dict[str, Any]:
-        """The run's status; a 'running' run whose process is gone is reported as failed."""
+        """The run's status. A 'running' run whose process is gone is repaired to 'failed' on disk."""
         try:
             status = json.loads((self.path / "status.json").read_text())
-        except (OSError, json.JSONDecodeError):
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError):
             return {"state": "unknown"}
-        if status.get("state") == "running" and not _alive(status.get("pid")):
-            status = {**status, "state": "failed", "error": "the training process stopped without finishing"}
+        if not isinstance(status, dict) or status.get("state") not in STATES:
+            return {"state": "unknown"}
+        if status["state"] == "running" and not _alive(status.get("pid"), status.get("pid_started")):
+            fields = {k: v for k, v in status.items() if k not in ("state", "updated")}
+            fields["error"] = ("the training process stopped without finishing (killed or crashed); "
+                               "resume it to continue from the last checkpoint")
+            self.write_status("failed", **fields)
+            status = {**status, "state": "failed", "error": fields["error"]}
         return status
 
     # --- checkpoints --------------------------------------------------------------------------
@@ -120,22 +128,10 @@ class Run:
 
     def load_model(self, device: str | torch.device = "cpu") -> VAE:
         """Rebuild the model from config.json and load its weights (float32, eval mode)."""
-        config = self.config
-        model = VAE(config.arch)
-        expected = model.state_dict()
+        model = VAE(self.config.arch)
         with self._open() as f:
-            keys = {k[len("model."):] for k in f.keys() if k.startswith("model.")}
-            missing, extra = expected.keys() - keys, keys - expected.keys()
-            if missing or extra:
-                raise RunError(f"{self.checkpoint_path}: weights do not match config.json "
-                               f"(missing {sorted(missing)[:3]}, unexpected {sorted(extra)[:3]})")
-            state = {}
-            for k, ref in expected.items():
-                t = f.get_tensor(f"model.{k}")
-                if t.shape != ref.shape:
-                    raise RunError(f"{self.checkpoint_path}: {k} has shape {tuple(t.shape)}, config.json implies {tuple(ref.shape)}")
-                state[k] = t.float()
-        model.load_state_dict(state)
+            state = {k[len("model."):]: f.get_tensor(k) for k in f.keys() if k.startswith("model.")}
+        model.load_state_dict(check_state(model, state, self.checkpoint_path))
         return model.to(device).eval()
 
     def load_optimizer(self, optimizer: torch.optim.Optimizer) -> None:
@@ -155,6 +151,22 @@ class Run:
         return handle
 
 
+def check_state(model: VAE, state: dict[str, Any], source: Path) -> dict[str, torch.Tensor]:
+    """`state` as float32 tensors if it fits `model` exactly; otherwise a RunError naming `source` and the problem."""
+    expected = model.state_dict()
+    missing, extra = expected.keys() - state.keys(), state.keys() - expected.keys()
+    if missing or extra:
+        raise RunError(f"{source}: weights do not match config.json "
+                       f"(missing {sorted(missing)[:3]}, unexpected {sorted(extra)[:3]})")
+    for k, ref in expected.items():
+        t = state[k]
+        if not isinstance(t, torch.Tensor) or not t.is_floating_point():
+            raise RunError(f"{source}: {k} is not a floating-point tensor")
+        if t.shape != ref.shape:
+            raise RunError(f"{source}: {k} has shape {tuple(t.shape)}, config.json implies {tuple(ref.shape)}")
+    return {k: v.float() for k, v in state.items()}
+
+
 def list_runs(runs_dir: str | Path | None = None) -> list[Run]:
     """Run folders (those with a config.json), newest first."""
     root = Path(runs_dir) if runs_dir else default_runs_dir()
@@ -164,7 +176,21 @@ def list_runs(runs_dir: str | Path | None = None) -> list[Run]:
     return sorted(runs, key=lambda r: (r.path / "config.json").stat().st_mtime, reverse=True)
 
 
-def _alive(pid: Any) -> bool:
+def _proc_stat(pid: Any) -> list[str] | None:
+    """Fields of /proc/<pid>/stat after the command name (Linux only; None elsewhere or if gone)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+
+
+def _process_start(pid: Any) -> int | None:
+    """Kernel start time of a process, to tell a live run from a reused pid."""
+    fields = _proc_stat(pid)
+    return int(fields[19]) if fields else None
+
+
+def _alive(pid: Any, started: Any = None) -> bool:
     if not isinstance(pid, int) or pid <= 0:
         return False
     try:
@@ -172,8 +198,12 @@ def _alive(pid: Any) -> bool:
     except ProcessLookupError:
         return False
     except PermissionError:
-        return True
-    return True
+        pass
+    fields = _proc_stat(pid)
+    if fields is None:
+        return True  # no /proc: trust the signal check
+    # A zombie (killed, not yet reaped by the app that launched it) is dead; a new start time is a reused pid.
+    return fields[0] != "Z" and (started is None or int(fields[19]) == started)
 
 
 def _cpu(t: torch.Tensor, dtype: torch.dtype | None) -> torch.Tensor:

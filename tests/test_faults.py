@@ -1,0 +1,58 @@
+"""Divergence and full disks: the run stops with a truthful status and the last good checkpoint survives."""
+import errno
+
+import pytest
+import torch
+
+import core.runs
+from core.data.dsprites import DSprites
+from core.train import Diverged, Trainer, create_run
+from tests.tiny import tiny_config
+
+DATA = DSprites()
+
+
+def _trainer(tmp_path, **train):
+    return Trainer(create_run(tiny_config("fault", **train), tmp_path), DATA, progress=False)
+
+
+def test_nan_weights_stop_the_run_and_keep_the_last_good_checkpoint(tmp_path):
+    trainer = _trainer(tmp_path, steps=40, log_every=5, checkpoint_every=4)
+    step = trainer.train_step
+
+    def poisoned(i):
+        if i == 9:
+            with torch.no_grad():
+                next(trainer.model.parameters()).fill_(float("nan"))
+        return step(i)
+
+    trainer.train_step = poisoned
+    with pytest.raises(Diverged, match="lower --lr"):
+        trainer.fit()
+    status = trainer.run.status()
+    assert status["state"] == "failed" and "warm" in status["error"]
+    assert trainer.run.checkpoint_step() == 8
+    assert all(torch.isfinite(p).all() for p in trainer.run.load_model().parameters())
+
+
+def test_disk_full_while_checkpointing_leaves_the_previous_checkpoint_intact(tmp_path, monkeypatch):
+    trainer = _trainer(tmp_path, steps=20, checkpoint_every=5)
+    real_save = core.runs.save_file
+    calls = []
+
+    def full_disk(tensors, path, metadata=None):
+        calls.append(metadata["step"])
+        if len(calls) >= 2:  # the disk stays full, also for the save attempted on the way out
+            with open(path, "wb") as f:
+                f.write(b"\x00" * 100)  # a partial write, then the disk is full
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real_save(tensors, path, metadata=metadata)
+
+    monkeypatch.setattr(core.runs, "save_file", full_disk)
+    with pytest.raises(OSError, match="No space"):
+        trainer.fit()
+    assert trainer.run.checkpoint_step() == 5
+    trainer.run.load_model()
+    status = trainer.run.status()
+    assert status["state"] == "failed" and "No space left" in status["error"]
+    assert not [p for p in trainer.run.path.iterdir() if p.name.endswith(".tmp")]
