@@ -7,6 +7,7 @@ Images may live in memory, in a memory-mapped cache file, or be rendered on dema
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -16,6 +17,16 @@ SPLITS = {"train": 0, "val": 1, "test": 2}
 
 class DataError(ValueError):
     """Bad data input: the message names the path and what to do about it."""
+
+
+def read_text(path: Path, what: str) -> str:
+    """A small text file's content (UTF-8, a byte-order mark allowed); unreadable ones raise DataError."""
+    try:
+        return Path(path).read_bytes().decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise DataError(f"{path}: not a UTF-8 text file (bad byte at offset {e.start}); is it really {what}?") from None
+    except OSError as e:
+        raise DataError(f"{path}: cannot read {what} ({e.strerror})") from None
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from core.data.base import Attributes, DataError, random_split
+from core.data.base import Attributes, DataError, random_split, read_text
 from core.data.cache import CachedImageDataset, SquareCrop, lookup
 
 IMAGE_DIR = "img_align_celeba"
@@ -102,9 +102,8 @@ def _check_layout(root: Path) -> Path:
 
 def _read_attributes(path: Path) -> tuple[list[str], dict[str, int], np.ndarray]:
     """Attribute names, file -> row, and the (rows, 40) bool table of list_attr_celeba.txt."""
-    with open(path) as handle:
-        lines = handle.read().splitlines()
-    if len(lines) < 2 or not lines[0].strip().isdigit():
+    lines = read_text(path, ATTR_FILE).splitlines()
+    if len(lines) < 2 or not _is_count(lines[0].strip()):
         raise DataError(f"{path}, line 1: expected the image count followed by a line of attribute names; "
                         "the file is damaged or not list_attr_celeba.txt: download it again")
     names = lines[1].split()
@@ -137,15 +136,18 @@ def _read_file_column(path: Path, allowed: tuple[int, ...] | None = None) -> tup
         return None
     row_of: dict[str, int] = {}
     values = []
-    with open(path) as handle:
-        for line_number, line in enumerate(handle, start=1):
-            fields = line.split()
-            if not fields:
-                continue
-            if len(fields) != 2 or not fields[1].isdigit() or (allowed and int(fields[1]) not in allowed):
-                expected = f"one of {allowed}" if allowed else "an integer"
-                raise DataError(f"{path}, line {line_number}: expected 'file value' with value {expected}, got "
-                                f"{line.strip()!r}; the file is damaged: download it again")
-            row_of[fields[0]] = len(values)
-            values.append(int(fields[1]))
+    for line_number, line in enumerate(read_text(path, path.name).splitlines(), start=1):
+        fields = line.split()
+        if not fields:
+            continue
+        if len(fields) != 2 or not _is_count(fields[1]) or (allowed and int(fields[1]) not in allowed):
+            expected = f"one of {allowed}" if allowed else "an integer"
+            raise DataError(f"{path}, line {line_number}: expected 'file value' with value {expected}, got "
+                            f"{line.strip()!r}; the file is damaged: download it again")
+        row_of[fields[0]] = len(values)
+        values.append(int(fields[1]))
     return row_of, np.array(values, dtype=np.int64)
+
+
+def _is_count(text: str) -> bool:
+    return text.isascii() and text.isdigit()  # str.isdigit alone accepts '²', which int() rejects

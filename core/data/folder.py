@@ -11,11 +11,12 @@ labelled ones). Each image is centre-cropped to a square of its shorter side.
 from __future__ import annotations
 
 import csv
+import io
 from pathlib import Path
 
 import numpy as np
 
-from core.data.base import DataError, random_split
+from core.data.base import DataError, random_split, read_text
 from core.data.cache import IMAGE_EXTENSIONS, AttributeTable, CachedImageDataset, SquareCrop, list_images
 
 SPLIT_SEED = 0
@@ -49,33 +50,40 @@ def read_attribute_csv(path: Path) -> AttributeTable:
     if not path.is_file():
         raise DataError(f"attribute file {path} does not exist; pass the path of a CSV with a header "
                         "row like 'file,Smiling,Eyeglasses'")
-    # utf-8-sig: Excel puts a byte-order mark before the header; newline="": csv handles \r\n.
-    with open(path, newline="", encoding="utf-8-sig") as handle:
-        reader = csv.reader(handle)
-        header = [name.strip() for name in next(reader, [])]
-        names = header[1:]
-        if not header or header[0].lower() != "file" or not names or "" in names:
-            raise DataError(f"{path}, line 1: the header must be 'file' followed by attribute names, comma-separated "
-                            f"(e.g. 'file,Smiling,Eyeglasses'); got {','.join(header)[:80]!r}")
-        if len(set(names)) < len(names):
-            repeated = sorted({name for name in names if names.count(name) > 1})
-            raise DataError(f"{path}, line 1: attribute names repeat: {repeated}; name each column once")
-        line_of: dict[str, int] = {}
-        rows = []
-        for row in reader:
-            if not any(value.strip() for value in row):
-                continue
-            if len(row) != len(header):
-                raise DataError(f"{path}, line {reader.line_num}: {len(row)} values, expected {len(header)} "
-                                f"(file and {len(names)} attributes)")
-            file = _normalise(row[0])
-            if file in line_of:
-                raise DataError(f"{path}, line {reader.line_num}: {file} is already listed on line "
-                                f"{line_of[file]}; list each image once")
-            line_of[file] = reader.line_num
-            rows.append([_binary(path, reader.line_num, name, value) for name, value in zip(names, row[1:])])
+    # read_text strips Excel's byte-order mark; newline="": the csv module handles \r\n itself.
+    reader = csv.reader(io.StringIO(read_text(path, "an attributes CSV"), newline=""))
+    try:
+        line_of, names, rows = _parse(path, reader)
+    except csv.Error as e:
+        raise DataError(f"{path}, line {reader.line_num}: not a readable CSV ({e})") from None
     row_of = {file: i for i, file in enumerate(line_of)}
     return AttributeTable(path, names, row_of, np.array(rows, dtype=bool).reshape(len(rows), len(names)))
+
+
+def _parse(path: Path, reader) -> tuple[dict[str, int], list[str], list[list[bool]]]:
+    header = [name.strip() for name in next(reader, [])]
+    names = header[1:]
+    if not header or header[0].lower() != "file" or not names or "" in names:
+        raise DataError(f"{path}, line 1: the header must be 'file' followed by attribute names, comma-separated "
+                        f"(e.g. 'file,Smiling,Eyeglasses'); got {','.join(header)[:80]!r}")
+    if len(set(names)) < len(names):
+        repeated = sorted({name for name in names if names.count(name) > 1})
+        raise DataError(f"{path}, line 1: attribute names repeat: {repeated}; name each column once")
+    line_of: dict[str, int] = {}
+    rows = []
+    for row in reader:
+        if not any(value.strip() for value in row):
+            continue
+        if len(row) != len(header):
+            raise DataError(f"{path}, line {reader.line_num}: {len(row)} values, expected {len(header)} "
+                            f"(file and {len(names)} attributes)")
+        file = _normalise(row[0])
+        if file in line_of:
+            raise DataError(f"{path}, line {reader.line_num}: {file} is already listed on line "
+                            f"{line_of[file]}; list each image once")
+        line_of[file] = reader.line_num
+        rows.append([_binary(path, reader.line_num, name, value) for name, value in zip(names, row[1:])])
+    return line_of, names, rows
 
 
 def _normalise(file: str) -> str:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from core.data.base import DataError
+from core.data.base import DataError, read_text
 from core.data.cache import AttributeTable, CachedImageDataset, SquareCrop, list_images
 
 # Preferred first: the deep-funneled images are aligned, which crops need.
@@ -109,21 +109,20 @@ def read_attribute_file(path: Path) -> AttributeTable:
     names: list[str] | None = None
     row_of: dict[str, int] = {}
     rows = []
-    with open(path, encoding="utf-8", errors="replace") as handle:
-        for line_number, line in enumerate(handle, start=1):
-            if names is None:
-                if line.startswith("#"):
-                    names = _header(path, line_number, line)
-                continue
-            fields = [field.strip() for field in line.strip().split("\t")]
-            if fields == [""] or line.startswith("#"):
-                continue
-            if len(fields) != len(names) + 2:
-                raise DataError(f"{path}, line {line_number}: {len(fields)} tab-separated fields, expected "
-                                f"{len(names) + 2} (person, imagenum and {len(names)} attribute scores)")
-            folder = fields[0].replace(" ", "_")
-            row_of[f"{folder}/{folder}_{_number(path, line_number, 'imagenum', fields[1]):04d}.jpg"] = len(rows)
-            rows.append([_number(path, line_number, name, score) > 0 for name, score in zip(names, fields[2:])])
+    for line_number, line in enumerate(read_text(path, "lfw_attributes.txt").splitlines(), start=1):
+        if names is None:
+            if line.startswith("#"):
+                names = _header(path, line_number, line)
+            continue
+        fields = [field.strip() for field in line.strip().split("\t")]
+        if fields == [""] or line.startswith("#"):
+            continue
+        if len(fields) != len(names) + 2:
+            raise DataError(f"{path}, line {line_number}: {len(fields)} tab-separated fields, expected "
+                            f"{len(names) + 2} (person, imagenum and {len(names)} attribute scores)")
+        folder = fields[0].replace(" ", "_")
+        row_of[f"{folder}/{folder}_{_number(path, line_number, 'imagenum', fields[1]):04d}.jpg"] = len(rows)
+        rows.append([_number(path, line_number, name, score) > 0 for name, score in zip(names, fields[2:])])
     if names is None:
         raise DataError(f"{path} has no header line starting with '#' (#, person, imagenum, attribute names); "
                         "is it lfw_attributes.txt?")
