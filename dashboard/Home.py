@@ -4,15 +4,15 @@ import streamlit as st
 
 from dashboard.bootstrap import ROOT
 
-st.set_page_config(page_title="LatentLab", page_icon="🧭", layout="wide")
+st.set_page_config(page_title="LatentLab", page_icon=":material/explore:", layout="wide")
 
 PAGES = ROOT / "pages"
 st.navigation([
-    st.Page(PAGES / "home.py", title="Home", icon="🏠", default=True),
-    st.Page(PAGES / "train.py", title="Train", icon="🏋️"),
-    st.Page(PAGES / "traversals.py", title="Traversals", icon="🎚️"),
-    st.Page(PAGES / "embeddings.py", title="Embeddings", icon="🗺️"),
-    st.Page(PAGES / "arithmetic.py", title="Arithmetic", icon="➕"),
-    st.Page(PAGES / "generate.py", title="Generate", icon="🎲"),
-    st.Page(PAGES / "compare.py", title="Compare", icon="🆚"),
+    st.Page(PAGES / "home.py", title="Home", icon=":material/home:", default=True),
+    st.Page(PAGES / "train.py", title="Train", icon=":material/model_training:"),
+    st.Page(PAGES / "traversals.py", title="Traversals", icon=":material/tune:"),
+    st.Page(PAGES / "embeddings.py", title="Embeddings", icon=":material/scatter_plot:"),
+    st.Page(PAGES / "arithmetic.py", title="Arithmetic", icon=":material/add_circle:"),
+    st.Page(PAGES / "generate.py", title="Generate", icon=":material/casino:"),
+    st.Page(PAGES / "compare.py", title="Compare", icon=":material/compare:"),
 ]).run()

@@ -1,0 +1,92 @@
+"""End to end in a real browser: the system Chromium, driven by Playwright, against `streamlit run`.
+
+Screenshots of every page go to $LATENTLAB_SCREENSHOTS (default: test-artifacts/screenshots/).
+Where Chromium is missing this test skips with a loud reason; CI installs it and sets
+LATENTLAB_E2E=required, which turns that skip into a failure.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+         "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic"]
+SHOTS = Path(os.environ.get("LATENTLAB_SCREENSHOTS", ROOT / "test-artifacts" / "screenshots"))
+PAGES = ["", "train", "traversals", "embeddings", "arithmetic", "generate", "compare"]
+
+if CHROMIUM is None and os.environ.get("LATENTLAB_E2E") == "required":
+    raise RuntimeError("LATENTLAB_E2E=required but no chromium on PATH: apt-get install chromium")
+pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="SKIPPED LOUDLY: no chromium on PATH, the browser "
+                                "end-to-end test did not run (apt-get install chromium)")
+
+
+@pytest.fixture(scope="module")
+def server(tiny_runs_dir, tmp_path_factory):
+    runs = tmp_path_factory.mktemp("e2e") / "runs"
+    shutil.copytree(tiny_runs_dir, runs)
+    for demo in (ROOT / "checkpoints").glob("demo-*"):
+        shutil.copytree(demo, runs / demo.name)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "LATENTLAB_CHECKPOINTS": str(runs)}
+    proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "dashboard/Home.py", "--server.port", str(port),
+                             "--server.headless", "true"], cwd=ROOT, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://localhost:{port}"
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        try:
+            if urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).read() == b"ok":
+                break
+        except OSError:
+            time.sleep(0.5)
+    yield url
+    proc.terminate()
+    proc.wait(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        yield browser
+        browser.close()
+
+
+def settle(page, timeout: float = 90) -> None:
+    """Wait until the app has rendered and stopped running its script."""
+    page.wait_for_selector('[data-testid="stMain"]', timeout=timeout * 1000)
+    deadline = time.time() + timeout
+    quiet = 0
+    while time.time() < deadline and quiet < 3:
+        running = page.locator('[data-testid="stStatusWidget"]').count() > 0
+        quiet = 0 if running else quiet + 1
+        page.wait_for_timeout(500)
+
+
+@pytest.mark.parametrize("path", PAGES)
+def test_every_page_renders_in_a_real_browser(server, browser, path):
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    try:
+        page.goto(f"{server}/{path}")
+        settle(page)
+        SHOTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(SHOTS / f"{path or 'home'}.png"), full_page=True)
+        errors = page.locator('[data-testid="stException"]')
+        assert errors.count() == 0, errors.first.inner_text()
+        assert page.locator('[data-testid="stMain"]').inner_text().strip()
+    finally:
+        page.close()
