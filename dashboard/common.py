@@ -13,11 +13,14 @@ import streamlit as st
 
 from core.config import ConfigError, DataConfig
 from core.data import DataError, Dataset, load_dataset
+from core.encode import encode, load_or_encode
+from core.generate import decode, parse_indices, sample_indices
 from core.images import grid
+from core.labels import LabelError
 from core.models.vae import VAE
 from core.runs import Run, RunError, list_runs
 
-USER_ERRORS = (ConfigError, DataError, RunError, OSError)
+USER_ERRORS = (ConfigError, DataError, RunError, LabelError, OSError)
 
 
 @contextmanager
@@ -65,17 +68,92 @@ def _dataset(dataset: str, root: str | None, attributes_csv: str | None, seed: i
     return load_dataset(DataConfig(dataset, root, attributes_csv, seed), progress=False)
 
 
+def _open_data(run: Run) -> Dataset:
+    data = run.config.data
+    if data.root is not None and not Path(data.root).is_dir():
+        raise DataError(f"run {run.name!r} was trained on {data.dataset} at {data.root}, which is not on this "
+                        "machine: copy the data there, or explore a run trained on built-in data")
+    return _dataset(data.dataset, data.root, data.attributes_csv, data.seed)
+
+
 def load_data(run: Run) -> Dataset:
     """The run's data set. A run trained elsewhere may name a data root that is not on this machine."""
     with user_errors():
-        data = run.config.data
-        if data.root is not None and not Path(data.root).is_dir():
-            raise DataError(f"run {run.name!r} was trained on {data.dataset} at {data.root}, which is not on this "
-                            "machine: copy the data there, or explore a run trained on built-in data")
-        return _dataset(data.dataset, data.root, data.attributes_csv, data.seed)
+        return _open_data(run)
+
+
+def load_data_or_none(run: Run, needed_for: str) -> Dataset | None:
+    """The run's data set, or None after a warning that says what is missing and what it was `needed_for`
+    (for pages that still have something to show without data)."""
+    try:
+        return _open_data(run)
+    except (DataError, ConfigError, OSError) as e:
+        st.warning(f"{e}\n\nWithout it, {needed_for} is not available.")
+        return None
+
+
+@st.cache_data(max_entries=8, show_spinner="Encoding faces with the run's model (once; saved in the run folder) ...")
+def _encodings(path: str, stamp: float, split: str, limit: int | None, _dataset: Dataset) -> dict[str, np.ndarray]:
+    return load_or_encode(Run(path), split, limit, _dataset)
+
+
+def load_encodings(run: Run, split: str, limit: int | None, dataset: Dataset) -> dict[str, np.ndarray]:
+    """The run's latent means of one split (core.encode.load_or_encode), cached per run, checkpoint and limit."""
+    with user_errors():
+        return _encodings(str(run.path), _stamp(run), split, limit, dataset)
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def _face_codes(path: str, stamp: float, index: tuple[int, ...], _dataset: Dataset) -> np.ndarray:
+    return encode(_model(path, stamp), _dataset, np.array(index, dtype=np.int64))[0]
+
+
+def encode_faces(run: Run, dataset: Dataset, index: np.ndarray) -> np.ndarray:
+    """Posterior means (len(index), D) of data set faces, cached so a rerun that keeps the faces skips the encoder."""
+    with user_errors():
+        return _face_codes(str(run.path), _stamp(run), tuple(int(i) for i in index), dataset)
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def _decoded(path: str, stamp: float, codes: np.ndarray) -> np.ndarray:
+    return decode(_model(path, stamp), codes)
+
+
+def decode_codes(run: Run, codes: np.ndarray) -> np.ndarray:
+    """uint8 images (..., 3, 64, 64) for codes (..., D), cached: a slider that moves one strip redraws only that one."""
+    with user_errors():
+        return _decoded(str(run.path), _stamp(run), np.ascontiguousarray(codes, dtype=np.float32))
+
+
+def pick_faces(pool: np.ndarray, size: int, key: str, default_n: int = 4, max_n: int = 16,
+               exact: int | None = None) -> np.ndarray:
+    """Face chooser: `exact` (or a slider's number of) random faces from `pool`, or data set indices typed by
+    hand (checked against `size`, the data set's length). A "New faces" button draws a fresh random set."""
+    mode = st.radio("Faces", ["Random", "By index"], horizontal=True, key=f"{key}_mode")
+    if mode == "By index":
+        text = st.text_input("Data set indices, comma-separated", ", ".join(str(i) for i in pool[:exact or default_n]),
+                             key=f"{key}_text")
+        with user_errors():
+            index = parse_indices(text, size)
+            if exact is not None and len(index) != exact:
+                raise DataError(f"type exactly {exact} indices (got {len(index)}: {text.strip()!r})")
+        return index
+    n = exact or st.slider("Number of faces", 1, max_n, default_n, key=f"{key}_n")
+    seed_key = f"{key}_seed"
+    st.session_state.setdefault(seed_key, 0)
+    st.button("New faces", key=f"{key}_new",
+              on_click=lambda: st.session_state.update({seed_key: st.session_state[seed_key] + 1}))
+    return sample_indices(pool, n, st.session_state[seed_key])
 
 
 def show_grid(images: np.ndarray, ncol: int, caption: str | None = None, scale: int = 2) -> None:
     """uint8 or [0, 1] float images (N, 3, H, W) as one picture."""
     picture = grid(images, ncol)
-    st.image(picture, caption=caption, width=picture.shape[1] * scale)
+    st.image(picture, caption=caption, width=picture.shape[1] * scale, output_format="PNG")  # JPEG blurs 64-px faces
+
+
+def show_strip(images: np.ndarray, ncol: int, caption: str | None = None, max_width: int = 860) -> None:
+    """Like show_grid at 2x, but never wider than `max_width` px, so long strips (many steps or samples per row)
+    shrink to fit the page instead of running off its right edge."""
+    picture = grid(images, ncol)
+    st.image(picture, caption=caption, width=min(2 * picture.shape[1], max_width), output_format="PNG")

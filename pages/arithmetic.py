@@ -1,0 +1,137 @@
+"""Latent arithmetic: attribute vectors from the train split, applied to held-out faces that lack the attribute."""
+import numpy as np
+import streamlit as st
+
+from core.arithmetic import (VectorError, VectorSpec, build_vector, column, edit, preset_attribute, separation_auc,
+                             strata, strongest_dims)
+from core.labels import LabelError, dim_name, load_labels
+from dashboard.common import (decode_codes, encode_faces, load_data_or_none, load_encodings, pick_faces, pick_run,
+                              show_grid, show_strip, user_errors)
+
+LIMITS = {"2,000": 2000, "5,000": 5000, "20,000": 20000, "whole split": None}
+
+st.title("Latent arithmetic")
+st.caption("ΔZ = mean code of train faces **with** an attribute − mean code of those **without**. Adding α·ΔZ to "
+           "the code of a held-out face that lacks the attribute should add it; the ROC-AUC of z·ΔZ on held-out "
+           "faces says how well the direction separates the two groups (0.5 is chance).")
+
+run = pick_run()
+if run is None:
+    st.stop()
+dataset = load_data_or_none(run, "latent arithmetic (attribute vectors need the data set's labelled faces, and "
+                                 "edits need faces to edit); Generate still works from the prior")
+if dataset is None:
+    st.stop()
+names = list(dataset.attributes.names)
+if not names:
+    st.info(f"The {run.config.data.dataset} data set of run {run.name!r} has no attributes, so there is nothing to "
+            "compute vectors for (an image folder takes them from `--attributes-csv`).")
+    st.stop()
+
+# --- the attribute ---------------------------------------------------------------------------------
+smile, glasses = preset_attribute(names, "smile"), preset_attribute(names, "glasses")
+if st.session_state.get("arith_attribute") not in names:  # first visit, or a run on another data set
+    st.session_state["arith_attribute"] = smile or names[0]
+
+
+def choose(name: str) -> None:
+    st.session_state["arith_attribute"] = name
+
+
+left, middle, right = st.columns([1, 1, 4], vertical_alignment="bottom")
+left.button("Smile", icon=":material/sentiment_satisfied:", on_click=choose, args=(smile,), disabled=smile is None,
+            width="stretch", help="Smiling" if smile else "this data set has no Smiling attribute")
+middle.button(glasses or "Glasses", icon=":material/eyeglasses:", on_click=choose, args=(glasses,),
+              disabled=glasses is None, width="stretch",
+              help=glasses or "this data set has no Sunglasses or Eyeglasses attribute")
+attribute = right.selectbox("Attribute", names, key="arith_attribute")
+
+with st.expander("Vector options: balancing, conditioning, how many faces"):
+    balanced = st.toggle("Balanced: correct for attributes that co-occur with this one", key="arith_balanced",
+                         help="Takes the with − without difference inside every combination of the confounders' "
+                              "values (e.g. among men and among women separately) and averages those differences "
+                              "with equal weights, so a confounder that is more common on one side no longer leaks "
+                              "into ΔZ. Strata with fewer than 5 faces on either side are skipped.")
+    confounders = st.multiselect("Confounders to balance", names, default=["Male"] if "Male" in names else [],
+                                 disabled=not balanced, key="arith_confounders")
+    condition_on = st.multiselect("Condition on (project these attributes' directions out of ΔZ)", names,
+                                  key="arith_condition",
+                                  help="Gram–Schmidt against their mean vectors (InterFaceGAN's conditional "
+                                       "manipulation): the edit then leaves their z·ΔZ scores unchanged.")
+    c1, c2 = st.columns(2)
+    train_limit = LIMITS[c1.selectbox("Train faces encoded for ΔZ", list(LIMITS), index=1, key="arith_train_limit")]
+    test_limit = LIMITS[c2.selectbox("Held-out faces encoded for the AUC", list(LIMITS), index=0,
+                                     key="arith_test_limit")]
+
+spec = VectorSpec(attribute, "balanced" if balanced else "mean", tuple(confounders) if balanced else (),
+                  tuple(condition_on))
+train = load_encodings(run, "train", train_limit, dataset)
+test = load_encodings(run, "test", test_limit, dataset)
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def vector_and_auc(path: str, stamp: float, train_limit: int | None, test_limit: int | None, spec: VectorSpec,
+                   _train, _test) -> tuple[np.ndarray, float | None, str]:
+    """ΔZ and its held-out AUC (None, with the reason, when the test faces are all on one side)."""
+    delta = build_vector(_train, spec)
+    try:
+        labels = column(_test["attribute_names"], _test["attributes"], spec.attribute)
+        return delta, separation_auc(_test["mu"], labels, delta, spec.attribute), ""
+    except VectorError as e:
+        return delta, None, str(e)
+
+
+with user_errors():
+    delta, auc, why_no_auc = vector_and_auc(str(run.path), run.checkpoint_path.stat().st_mtime, train_limit,
+                                            test_limit, spec, train, test)
+train_labels = column(train["attribute_names"], train["attributes"], attribute)
+test_labels = column(test["attribute_names"], test["attributes"], attribute)
+
+m1, m2, m3, m4 = st.columns(4)
+m1.metric("Train faces with", f"{int(train_labels.sum()):,}")
+m2.metric("Train faces without", f"{int((~train_labels).sum()):,}")
+m3.metric("ROC-AUC of z·ΔZ (held-out)", "n/a" if auc is None else f"{auc:.3f}",
+          help=why_no_auc or f"on {len(test_labels):,} test faces: {int(test_labels.sum()):,} with, "
+                             f"{int((~test_labels).sum()):,} without")
+m4.metric("|ΔZ|", f"{np.linalg.norm(delta):.3g}")
+try:
+    labels = load_labels(run)
+except LabelError as e:
+    st.warning(str(e))
+    labels = {}
+st.caption("Largest components of ΔZ: " + ", ".join(f"{dim_name(d, labels)} ({v:+.2f})"
+                                                    for d, v in strongest_dims(delta)))
+if spec.method == "balanced":
+    with st.expander("Strata used for balancing"):
+        confounder_table = np.stack([column(train["attribute_names"], train["attributes"], c) for c in confounders], 1)
+        st.dataframe([{**{c: v for c, v in zip(confounders, s.values)}, "with": s.n_with, "without": s.n_without,
+                       "used": s.used} for s in strata(train_labels, confounder_table)], hide_index=True)
+
+# --- the faces -----------------------------------------------------------------------------------------
+st.subheader(f"Held-out faces without {attribute}")
+pool = test["index"][~test_labels]
+if len(pool) == 0:
+    st.info(f"Every encoded held-out face has {attribute}: there is no face to add it to.")
+    st.stop()
+index = pick_faces(pool, len(dataset), key="arith_faces", default_n=4, max_n=8)
+already = column(names, dataset.attributes.values[index], attribute)
+if already.any():
+    st.warning(f"Face(s) {', '.join(map(str, index[already]))} already have {attribute}.")
+mu = encode_faces(run, dataset, index)
+
+alpha = st.slider("α (strength of the edit)", -3.0, 3.0, 1.0, 0.1, key="arith_alpha")
+edited = decode_codes(run, edit(mu, delta, alpha)[:, 0])
+columns = st.columns(3)
+for col, images, title in zip(columns, (dataset.images(index), decode_codes(run, mu), edited),
+                              ("Original", "Reconstruction", f"Edit: α = {alpha:+.1f}")):
+    with col:
+        st.markdown(f"**{title}**")
+        show_grid(images, ncol=1)
+
+st.subheader("Spectrum")
+a_range = st.slider("α range", -5.0, 5.0, (-2.0, 3.0), 0.5, key="arith_range")
+steps = st.slider("Steps", 3, 11, 7, key="arith_steps")
+alphas = np.linspace(*a_range, steps)
+strip = decode_codes(run, edit(mu, delta, alphas))
+show_strip(strip.reshape(-1, *strip.shape[2:]), ncol=steps,
+           caption="one row per face; α = " + ", ".join(f"{a:+.2f}" for a in alphas))

@@ -1,0 +1,58 @@
+"""Compare: the same faces reconstructed by several runs, next to each run's settings and final losses."""
+from pathlib import Path
+
+import streamlit as st
+
+from core.config import DataConfig
+from core.runs import Run, list_runs
+from dashboard.common import decode_codes, encode_faces, load_data_or_none, pick_faces, show_strip
+
+st.title("Compare runs")
+runs = {r.name: r for r in list_runs() if r.checkpoint_path.is_file()}
+if not runs:
+    st.info("No trained runs yet: train one on the **Train** page, or copy a run folder into `checkpoints/`.")
+    st.stop()
+current = st.query_params.get("run", st.session_state.get("run_name"))
+default = [current] if current in runs else []
+default += [name for name in runs if name not in default][:2 - len(default)]
+chosen = [runs[name] for name in st.multiselect("Runs (the first one's data set is used)", list(runs), default=default,
+                                                key="cmp_runs")]
+if not chosen:
+    st.info("Choose one or more runs.")
+    st.stop()
+
+
+def last(run: Run, kind: str, field: str):
+    records = [r for r in run.metrics(kind) if field in r]
+    return round(records[-1][field], 1) if records else None
+
+
+def images_of(data: DataConfig) -> tuple:
+    """What decides which image sits at each index: the data set and its folder (not the split seed)."""
+    return data.dataset, str(Path(data.root).resolve()) if data.root else None
+
+
+st.dataframe([{"run": r.name, "model": r.config.model, "β": r.config.loss.beta, "latent dims": r.config.arch.latent_dim,
+               "preset": r.config.arch.preset, "data set": r.config.data.dataset,
+               "steps": r.status().get("step"), "train loss": last(r, "train", "loss"),
+               "train recon": last(r, "train", "recon"), "train KL": last(r, "train", "kl"),
+               "val −ELBO": last(r, "val", "neg_elbo")} for r in chosen], hide_index=True)
+
+reference = chosen[0]
+same = [r for r in chosen if images_of(r.config.data) == images_of(reference.config.data)]
+skipped = [r for r in chosen if r not in same]
+if skipped:
+    st.warning(f"Skipped {', '.join(repr(r.name) for r in skipped)}: trained on a different data set than "
+               f"{reference.name!r} ({reference.config.data.dataset}), so the same face indices would be different "
+               "images. Put one of them first to compare runs on its data set.")
+dataset = load_data_or_none(reference, "reconstructing faces (the table above needs no data)")
+if dataset is None:
+    st.stop()
+
+index = pick_faces(dataset.indices("test"), len(dataset), key="cmp_faces", default_n=8, max_n=16)
+show_strip(dataset.images(index), ncol=len(index),
+           caption=f"originals (data set indices {', '.join(map(str, index))})")
+for run in same:
+    config = run.config
+    show_strip(decode_codes(run, encode_faces(run, dataset, index)), ncol=len(index),
+               caption=f"{run.name} · {config.model} · β = {config.loss.beta:g} · {config.arch.latent_dim} dims")
