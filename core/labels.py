@@ -7,7 +7,9 @@ the same run never lose each other's labels, and a crash never leaves a half-wri
 """
 from __future__ import annotations
 
+import csv
 import fcntl
+import io
 import json
 import time
 from contextlib import contextmanager
@@ -76,6 +78,20 @@ def dim_name(dim: int, labels: dict[int, DimLabel]) -> str:
     """How a dim is shown everywhere: 'z16' or 'z16 · hair colour'."""
     label = labels.get(dim)
     return f"z{dim} · {label.label}" if label and label.label else f"z{dim}"
+
+
+def labels_json(labels: dict[int, DimLabel]) -> str:
+    """The labels as a download, in the labels.json layout: {"dims": {"16": {...}}}."""
+    return json.dumps({"dims": {str(d): asdict(v) for d, v in sorted(labels.items())}}, indent=2, ensure_ascii=False)
+
+
+def labels_csv(labels: dict[int, DimLabel]) -> str:
+    """The labels as CSV with a header: dim,label,meaningful,note (quoted as needed)."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(["dim", "label", "meaningful", "note"])
+    writer.writerows([d, v.label, v.meaningful, v.note] for d, v in sorted(labels.items()))
+    return out.getvalue()
 
 
 @contextmanager
