@@ -10,6 +10,7 @@ from pathlib import Path
 from core.config import (DATASETS, MODELS, PRESETS, RECONSTRUCTIONS, ArchConfig, ConfigError, DataConfig,
                          LossConfig, ModVAEConfig, RunConfig, TrainConfig, model_defaults)
 from core.data import DataError
+from core.export import DTYPES
 from core.runs import Run, RunError, default_runs_dir, list_runs
 from core.train import Diverged
 
@@ -123,6 +124,34 @@ def cmd_import_weights(a, argv, runs_dir: Path) -> int:
     return 0
 
 
+def cmd_export(a, argv, runs_dir: Path) -> int:
+    from core.export import export_weights, prune_samples
+
+    run = Run(runs_dir / a.run)
+    size = export_weights(run, a.dtype)
+    print(f"wrote {run.checkpoint_path} ({a.dtype}, weights only, {size / 1e6:.1f} MB)")
+    if a.prune_samples:
+        print(f"removed {len(prune_samples(run))} older sample PNGs")
+    return 0
+
+
+def cmd_evaluate(a, argv, runs_dir: Path) -> int:
+    from core.labels import LabelError, load_labels
+    from core.metrics.evaluate import FILE, evaluate_run, parse_metrics, summary
+
+    run = Run(runs_dir / a.run)
+    doc = evaluate_run(run, parse_metrics(a.metrics), fast=a.fast, seed=a.seed, device=a.device, overrides=a.set,
+                       progress=lambda message: print(message, flush=True))
+    try:
+        labels = load_labels(run)
+    except LabelError as e:
+        print(f"warning: {e}; dims are shown unlabelled", file=sys.stderr)
+        labels = {}
+    print(summary(doc, labels))
+    print(f"wrote {run.path / FILE}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m core", description=__doc__)
     parser.add_argument("--runs-dir", type=Path, help="where run folders live (default: checkpoints/)")
@@ -134,6 +163,18 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--limit", type=int, help="encode at most this many images (a fixed random subset)")
     e.add_argument("--batch-size", type=int, default=512)
     e.add_argument("--device", default="auto")
+    x = sub.add_parser("export", help="rewrite a stopped run's checkpoint as weights only (no optimizer state)")
+    x.add_argument("run")
+    x.add_argument("--dtype", choices=sorted(DTYPES), default="fp16")
+    x.add_argument("--prune-samples", action="store_true", help="keep only the last step's sample PNGs")
+    ev = sub.add_parser("evaluate", help="disentanglement metrics, likelihood, reconstruction, attribute probes -> RUN/eval.json")
+    ev.add_argument("run")
+    ev.add_argument("--fast", action="store_true", help="about a tenth of the points or fewer: noisier, for tests and the dashboard")
+    ev.add_argument("--metrics", help="comma-separated subset, e.g. mig,dci (default: all; a wrong name lists them)")
+    ev.add_argument("--seed", type=int, default=0)
+    ev.add_argument("--device", default="auto")
+    ev.add_argument("--set", action="append", default=[], metavar="METRIC.SETTING=VALUE",
+                    help="override one setting, e.g. dci.num_trees=50 (repeatable)")
     sub.add_parser("runs", help="list run folders")
     w = sub.add_parser("import-weights", help="import a legacy .pt/.pth state dict (tensors only, never code) as a new run")
     w.add_argument("file")
@@ -147,7 +188,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 COMMANDS = {"train": cmd_train, "encode": cmd_encode, "runs": cmd_runs, "preview": cmd_preview,
-            "import-weights": cmd_import_weights}
+            "import-weights": cmd_import_weights, "export": cmd_export,
+            "evaluate": cmd_evaluate}
 
 
 def main(argv: list[str] | None = None) -> int:

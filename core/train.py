@@ -5,6 +5,7 @@ state, so `resume` continues exactly where a run stopped. SIGTERM ends the run c
 """
 from __future__ import annotations
 
+import logging
 import math
 import os
 import signal
@@ -23,6 +24,9 @@ from core.losses import Objective
 from core.models.modvae import Clamp, FactorBlocks
 from core.models.vae import VAE
 from core.runs import Run, RunError, default_runs_dir
+
+
+logger = logging.getLogger(__name__)
 
 
 class Diverged(RuntimeError):
@@ -84,9 +88,17 @@ class Trainer:
         return np.sort(rng.choice(index, size=min(n, len(index)), replace=False))
 
     def resume(self) -> None:
-        self.model.load_state_dict(self.run.load_model(self.device).state_dict())
-        self.run.load_optimizer(self.optimizer)
-        self.step = self.run.checkpoint_step()
+        """Continue from the last checkpoint. A folder with none yet (reserved by core.jobs.launch, or stopped
+        before its first checkpoint) starts at step 0."""
+        self.run.remove_partial_writes()
+        if self.run.checkpoint_path.is_file():
+            self.model.load_state_dict(self.run.load_model(self.device).state_dict())
+            self.run.load_optimizer(self.optimizer)
+            self.step = self.run.checkpoint_step()
+            if not self.optimizer.state:
+                logger.warning("%s holds weights only (no optimizer state, e.g. an exported demo run): resuming "
+                               "with a fresh Adam, so the next steps differ from an uninterrupted run",
+                               self.run.checkpoint_path)
         self.run.truncate_metrics(self.step)
         last = self.run.metrics("train")
         self.wall = last[-1].get("wall", 0.0) if last else 0.0
@@ -222,12 +234,16 @@ def train(config: RunConfig, runs_dir: Path | None = None, progress: bool = True
     config.validate()
     dataset = dataset if dataset is not None else load_dataset(config.data, progress=progress)
     run = create_run(config, runs_dir)
+    return _trainer(run, dataset, progress).fit()
+
+
+def _trainer(run: Run, dataset: Dataset | None, progress: bool) -> Trainer:
+    """A Trainer for `run`; a failure to build it (e.g. its data set is gone) is recorded in status.json."""
     try:
-        trainer = Trainer(run, dataset, progress)
+        return Trainer(run, dataset, progress)
     except Exception as e:
-        run.write_status("failed", error=str(e), step=0)
+        run.write_status("failed", error=str(e))
         raise
-    return trainer.fit()
 
 
 def resume(run: Run, steps: int | None = None, progress: bool = True, dataset: Dataset | None = None) -> Run:
@@ -236,6 +252,6 @@ def resume(run: Run, steps: int | None = None, progress: bool = True, dataset: D
         config = run.config
         config.train.steps = steps
         run.write_config(config.validate())
-    trainer = Trainer(run, dataset, progress)
+    trainer = _trainer(run, dataset, progress)
     trainer.resume()
     return trainer.fit()

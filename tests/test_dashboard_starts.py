@@ -15,7 +15,8 @@ def test_home_renders_without_exceptions(tmp_path, monkeypatch):
     app = AppTest.from_file(str(ROOT / "dashboard" / "Home.py")).run(timeout=60)
     assert not app.exception
     assert "LatentLab" in app.title[0].value
-    assert "No runs yet" in app.info[0].value
+    assert "No runs yet" in app.info[0].value and str(tmp_path) in app.info[0].value
+    assert app.button(key="home_demo").label.startswith("Train a demo model now")  # the way out of an empty folder
 
 
 def test_streamlit_run_serves_the_app(tmp_path):

@@ -1,0 +1,84 @@
+"""One line per run folder, for the runs table on the Home page.
+
+Read fresh from disk every time, so a run copied into the runs folder shows up at once; a folder that is not a
+readable run is listed with its problem instead of breaking the listing.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from core.config import ConfigError
+from core.jobs import progress
+from core.runs import Run, RunError, default_runs_dir
+
+# status.json 'unknown' is a folder whose job has not written it (e.g. copied without it): say so plainly
+STATE_NOTE = {"unknown": "no status"}
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    name: str
+    path: Path
+    created: float | None  # seconds since the epoch
+    model: str | None = None
+    beta: float | None = None
+    dataset: str | None = None
+    step: int = 0
+    total_steps: int = 0
+    epochs: float | None = None
+    loss: float | None = None  # last training interval's means
+    recon: float | None = None
+    kl: float | None = None
+    val_neg_elbo: float | None = None  # last validation
+    state: str = "unknown"
+    problem: str | None = None  # why the folder cannot be used, if it cannot
+    error: str | None = None  # why training stopped, for a failed run
+
+
+def summarize(run: Run) -> RunSummary:
+    created = _created(run.path)
+    try:
+        config = run.config
+    except (ConfigError, RunError) as e:
+        return RunSummary(run.name, run.path, created, problem=str(e))
+    where = progress(run)
+    train = run.metrics("train")
+    val = run.metrics("val")
+    last = train[-1] if train else {}
+    has_checkpoint = run.checkpoint_path.is_file()
+    return RunSummary(
+        run.name, run.path, created, config.model, config.loss.beta, config.data.dataset,
+        step=where.step, total_steps=where.total, epochs=_number(last.get("epoch")), loss=_number(last.get("loss")),
+        recon=_number(last.get("recon")), kl=_number(last.get("kl")),
+        val_neg_elbo=_number(val[-1].get("neg_elbo")) if val else None,
+        state=STATE_NOTE.get(where.state, where.state),
+        problem=None if has_checkpoint or where.state == "running" else
+        "no checkpoint yet (it stopped before its first one): resume it on the Train page to start it again",
+        error=where.error if where.state == "failed" else None)
+
+
+def summaries(runs_dir: str | Path | None = None) -> list[RunSummary]:
+    """Every folder in the runs folder (hidden ones aside), newest first."""
+    root = Path(runs_dir) if runs_dir else default_runs_dir()
+    if not root.is_dir():
+        return []
+    folders = [p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")]
+    rows = [summarize(Run(p)) for p in folders]
+    return sorted(rows, key=lambda r: r.created or 0.0, reverse=True)
+
+
+def _created(path: Path) -> float | None:
+    """When the run was made: config.json is written first, but a resume with new steps rewrites it, so take the
+    oldest file of the folder's top level."""
+    try:
+        times = [p.stat().st_mtime for p in path.iterdir() if p.is_file()]
+    except OSError:
+        return None
+    return min(times) if times else None
+
+
+def _number(value) -> float | None:
+    """`value` if it is a real number, else None (metric files are read as found, so check)."""
+    return value if isinstance(value, (int, float)) and not isinstance(value, bool) and value == value else None
+

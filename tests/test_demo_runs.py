@@ -1,0 +1,85 @@
+"""The demo runs shipped in checkpoints/, and the export that made them small.
+
+The reconstruction check renders SynthFaces afresh with today's code and runs today's model code on the shipped
+weights, so a change to either that breaks the demos fails here."""
+import logging
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from safetensors import safe_open
+
+from core.cli import main
+from core.data.synthfaces import SynthFaces
+from core.export import export_weights, prune_samples
+from core.runs import Run, RunError
+from core.train import resume
+
+ROOT = Path(__file__).resolve().parents[1]
+# name: (model, most mean per-pixel squared error on 256 held-out faces). The caps are 1.5x what the shipped
+# weights measure (0.0015, 0.0032, 0.0042); predicting every face by the mean face scores 0.030.
+DEMOS = {"demo-vae": ("vae", 0.0023), "demo-beta-vae": ("beta-vae", 0.0048), "demo-modvae": ("modvae", 0.0063)}
+MAX_MB = 3.0
+
+
+@pytest.fixture(scope="module")
+def faces() -> torch.Tensor:
+    data = SynthFaces()
+    index = np.sort(np.random.default_rng(123).choice(data.indices("test"), 256, replace=False))
+    return torch.from_numpy(data.images(index)).float() / 255
+
+
+@pytest.mark.parametrize("name, model, max_mse", [(name, *spec) for name, spec in DEMOS.items()])
+def test_demo_run_is_small_complete_and_reconstructs_fresh_faces(name, model, max_mse, faces):
+    run = Run(ROOT / "checkpoints" / name)
+    config = run.config
+    assert (config.model, config.data.dataset, config.arch.preset, config.arch.latent_dim) == (model, "synthfaces",
+                                                                                             "small", 64)
+    assert config.command.startswith("python -m core train") and f"--name {name}" in config.command
+    assert run.status()["state"] == "finished" and run.checkpoint_step() == config.train.steps
+    assert run.metrics("train") and run.metrics("val")
+    with safe_open(str(run.checkpoint_path), framework="pt") as f:
+        keys = list(f.keys())
+        assert not any(k.startswith("optim.") for k in keys)
+        assert {f.get_tensor(k).dtype for k in keys} == {torch.float16}
+    assert run.checkpoint_path.stat().st_size < MAX_MB * 1e6
+    assert sorted(p.name.split("_")[0] for p in (run.path / "samples").iterdir()) == ["prior", "recon"]
+
+    net = run.load_model()
+    with torch.no_grad():
+        recon = net.decode(net.encode(faces)[0])
+    mse = ((recon - faces) ** 2).mean().item()
+    mean_face = ((faces - faces.mean(0, keepdim=True)) ** 2).mean().item()
+    assert mse < max_mse and mse < 0.2 * mean_face, (mse, mean_face)
+
+
+def test_export_keeps_the_model_drops_the_optimizer_and_resume_starts_a_fresh_adam(tiny_runs_dir, tmp_path, caplog):
+    shutil.copytree(tiny_runs_dir / "tiny-bvae", tmp_path / "tiny-bvae")
+    run = Run(tmp_path / "tiny-bvae")
+    before, full_size = run.load_model(), run.checkpoint_path.stat().st_size
+    x = torch.rand(2, 3, 64, 64)
+    size = export_weights(run, "fp16")
+    assert size == run.checkpoint_path.stat().st_size < full_size / 4  # Adam's two moments gone, half precision
+    with safe_open(str(run.checkpoint_path), framework="pt") as f:
+        assert not any(k.startswith("optim.") for k in f.keys())
+        assert f.metadata()["step"] == "30"
+    after = run.load_model()
+    torch.testing.assert_close(after.decode(after.encode(x)[0]), before.decode(before.encode(x)[0]), atol=5e-3, rtol=0)
+    with caplog.at_level(logging.WARNING, logger="core.train"):
+        resume(run, steps=34, progress=False)
+    assert "fresh Adam" in caplog.text
+    assert run.status()["state"] == "finished" and run.checkpoint_step() == 34
+    with pytest.raises(RunError, match="dtype"):
+        export_weights(run, "int8")
+
+
+def test_cli_export_prunes_all_but_the_last_samples(tiny_runs_dir, tmp_path, capsys):
+    shutil.copytree(tiny_runs_dir, tmp_path / "runs")
+    samples = tmp_path / "runs" / "tiny-bvae" / "samples"
+    assert len(list(samples.iterdir())) == 6  # recon and prior at steps 10, 20, 30
+    assert main(["--runs-dir", str(tmp_path / "runs"), "export", "tiny-bvae", "--prune-samples"]) == 0
+    assert "weights only" in capsys.readouterr().out
+    assert sorted(p.name for p in samples.iterdir()) == ["prior_0000030.png", "recon_0000030.png"]
+    assert prune_samples(Run(tmp_path / "runs" / "tiny-bvae")) == []

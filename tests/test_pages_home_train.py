@@ -1,0 +1,158 @@
+"""Home and Train pages through Streamlit's AppTest, on a copy of the tiny runs (and on the demo runs)."""
+import json
+import shutil
+import time
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from core import jobs
+from core.runs import Run
+
+ROOT = Path(__file__).resolve().parents[1]
+DEMOS = sorted((ROOT / "checkpoints").glob("demo-*"))
+
+
+@pytest.fixture
+def runs(tiny_runs_dir, tmp_path, monkeypatch):
+    root = tmp_path / "runs"
+    shutil.copytree(tiny_runs_dir, root)
+    monkeypatch.setenv("LATENTLAB_CHECKPOINTS", str(root))
+    yield root
+    for run in map(Run, root.iterdir()):  # a job a test started must not outlive it
+        if run.status().get("state") == "running":
+            jobs.cancel(run)
+            wait_until_stopped(run)
+
+
+def wait_until_stopped(run: Run, timeout: float = 60) -> str:
+    deadline = time.time() + timeout
+    while (state := jobs.progress(run).state) == "running" and time.time() < deadline:
+        time.sleep(0.2)
+    return state
+
+
+def home() -> AppTest:
+    return AppTest.from_file(str(ROOT / "dashboard" / "Home.py"), default_timeout=60).run()
+
+
+def train_page() -> AppTest:
+    # the page alone: it links to no other page, so it does not need the others to exist
+    return AppTest.from_file(str(ROOT / "pages" / "train.py"), default_timeout=60).run()
+
+
+def figures(at: AppTest) -> list[dict]:
+    return [json.loads(chart.proto.spec) for chart in at.get("plotly_chart")]
+
+
+def table_runs(at: AppTest) -> list[str]:
+    return list(at.dataframe[0].value["run"])
+
+
+# --- Home -------------------------------------------------------------------------------------------
+
+def test_home_lists_runs_links_pages_and_reports_broken_folders(runs):
+    (runs / "garbled").mkdir()
+    (runs / "garbled" / "config.json").write_text("{not json")
+    (runs / "empty").mkdir()
+    at = home()
+    assert not at.exception
+    assert at.title[0].value == "LatentLab"
+    assert sorted(table_runs(at)) == ["tiny-bvae", "tiny-modvae"]
+    row = at.dataframe[0].value.set_index("run").loc["tiny-bvae"]
+    assert (row["model"], row["β"], row["data"], row["step"], row["status"]) == ("beta-vae", 2.0, "synthfaces",
+                                                                                  "30 / 30", "finished")
+    assert float(row["val −ELBO"].replace(",", "")) > 0
+    problems = " ".join(w.value for w in at.warning)
+    assert "garbled" in problems and "config" in problems and "empty" in problems
+    assert len(at.get("page_link")) == 6
+
+
+def test_home_shows_a_run_copied_in_without_a_restart(runs):
+    at = home()
+    assert "copied" not in table_runs(at)
+    shutil.copytree(runs / "tiny-bvae", runs / "copied")
+    at.run()
+    assert "copied" in table_runs(at)
+
+
+def test_home_demo_button_launches_a_job_and_opens_it_on_train(runs):
+    at = home()
+    at.button(key="home_demo").click().run()
+    assert not at.exception
+    started = [p.name for p in runs.iterdir() if p.name.startswith("quick-demo-")]
+    assert len(started) == 1
+    config = Run(runs / started[0]).config
+    assert (config.model, config.data.dataset, config.train.steps) == ("beta-vae", "synthfaces", 500)
+    assert at.title[0].value == "Train" and at.selectbox(key="tr_watch").value == started[0]
+
+
+# --- Train ------------------------------------------------------------------------------------------
+
+def test_train_page_overlays_runs_and_switches_to_a_log_axis(runs):
+    at = train_page()
+    assert not at.exception
+    watched = at.selectbox(key="tr_watch").value
+    curves = figures(at)[0]
+    assert {trace["name"] for trace in curves["data"]} == {f"{watched} (β=2)"}
+    at.multiselect(key="tr_compare").set_value(["tiny-bvae", "tiny-modvae"]).run()
+    curves = figures(at)[0]
+    assert {trace["name"] for trace in curves["data"]} == {"tiny-bvae (β=2)", "tiny-modvae (β=2)"}
+    assert len(curves["data"]) == 6  # total, reconstruction, KL for each run
+    assert curves["layout"]["yaxis"].get("type") != "log"
+    at.checkbox(key="tr_log").check().run()
+    assert figures(at)[0]["layout"]["yaxis"]["type"] == "log"
+    heat = figures(at)[-1]["data"][0]
+    at.selectbox(key="tr_heat").set_value("tiny-modvae").run()
+    assert len(heat["y"]) in (8, 12) and len(figures(at)[-1]["data"][0]["y"]) == 12  # one row per latent dim
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("tr_name", "a/b", "run name"),
+    ("tr_name", "tiny-bvae", "already exists"),
+    ("tr_lr", 0.0, "lr"),
+    ("tr_root", "/nowhere/celeba", "does not exist"),
+])
+def test_train_form_refuses_bad_input_before_anything_starts(runs, field, value, message):
+    at = train_page()
+    if field == "tr_root":
+        at.selectbox(key="tr_dataset").set_value("celeba").run()
+        at.text_input(key="tr_root").input(value)
+    elif field == "tr_lr":
+        at.number_input(key="tr_lr").set_value(value)
+    else:
+        at.text_input(key="tr_name").input(value)
+    at.button(key="tr_start").click().run()
+    assert not at.exception
+    assert any(message in e.value for e in at.error), [e.value for e in at.error]
+    assert sorted(p.name for p in runs.iterdir()) == ["tiny-bvae", "tiny-modvae"]
+
+
+def test_train_form_launches_a_job_that_the_page_watches_and_cancels(runs):
+    at = train_page()
+    at.text_input(key="tr_name").input("ui-job")
+    at.number_input(key="tr_batch").set_value(8)
+    at.button(key="tr_start").click().run()
+    assert not at.exception
+    assert "ui-job" in at.success[0].value and "python -m core train" in at.success[0].value
+    assert at.selectbox(key="tr_watch").value == "ui-job"
+    assert {m.label: m.value for m in at.metric}["State"] == "running"
+    at.button(key="tr_cancel").click().run()
+    assert not at.exception and "Stopping ui-job" in at.info[0].value
+    assert wait_until_stopped(Run(runs / "ui-job")) != "running"
+    at.run()
+    assert {m.label: m.value for m in at.metric}["State"] != "running"
+    assert at.button(key="tr_resume")  # a stopped run offers to resume
+
+
+@pytest.mark.skipif(not DEMOS, reason="no demo runs in checkpoints/")
+def test_both_pages_render_the_demo_runs(tmp_path, monkeypatch):
+    for demo in DEMOS:
+        shutil.copytree(demo, tmp_path / demo.name)
+    monkeypatch.setenv("LATENTLAB_CHECKPOINTS", str(tmp_path))
+    at = home()
+    assert not at.exception and sorted(table_runs(at)) == [d.name for d in DEMOS]
+    at = train_page()
+    assert not at.exception
+    assert len(figures(at)[-1]["data"][0]["y"]) == 64  # the KL heatmap has a row per latent dim
