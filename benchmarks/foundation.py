@@ -71,7 +71,7 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=10)
     a = p.parse_args()
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
-    print(f"| what | figure |\n|---|---|")
+    print("| what | figure |\n|---|---|")
     print(f"| SynthFaces render, batch 256 | {render_rate('synthfaces'):,.0f} images/s |")
     print(f"| dSprites render, batch 256 | {render_rate('dsprites'):,.0f} images/s |")
     if Path(a.celeba).is_dir():

@@ -13,7 +13,6 @@ Run the worker by hand with `python -m core.embed RUN SPLIT LIMIT|all [--n-neigh
 from __future__ import annotations
 
 import argparse
-import fcntl
 import hashlib
 import io
 import json
@@ -23,16 +22,15 @@ import subprocess
 import sys
 import time
 import warnings
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable, Iterator, Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 
 from core.data import DataError, Dataset
 from core.encode import encodings_path, load_or_encode
-from core.fileio import atomic_path, write_json
+from core.fileio import atomic_path, locked, write_json
 from core.runs import Run
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -237,7 +235,7 @@ def start_umap(run: Run, split: str, limit: int | None, params: UmapParams,
     or a second browser session finds that one); returns the job's state. A failed job is started again."""
     path = embedding_path(run, split, limit, params)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with _locked(path.parent / ".jobs.lock"):
+    with locked(path.parent / ".jobs.lock"):
         job = umap_status(run, split, limit, params, index)
         if job is not None and job.state in ("done", "running"):
             return job
@@ -321,16 +319,6 @@ def _alive(pid) -> bool:
         return True
     cmdline = Path(f"/proc/{pid}/cmdline")
     return not cmdline.exists() or b"core.embed" in cmdline.read_bytes()
-
-
-@contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    with open(path, "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 # --- colourings, selections, export ------------------------------------------------------------

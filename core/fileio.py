@@ -1,6 +1,7 @@
 """Atomic file writes: a reader (or a crash) never sees a half-written file."""
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import tempfile
@@ -34,3 +35,14 @@ def write_bytes(path: str | Path, data: bytes) -> None:
 
 def write_json(path: str | Path, obj: Any) -> None:
     write_bytes(path, (json.dumps(obj, indent=2) + "\n").encode())
+
+
+@contextmanager
+def locked(path: str | Path) -> Iterator[None]:
+    """Hold an exclusive lock on the lock file `path` (created if absent), across processes."""
+    with open(path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)

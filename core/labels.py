@@ -8,16 +8,12 @@ the same run never lose each other's labels, and a crash never leaves a half-wri
 from __future__ import annotations
 
 import csv
-import fcntl
 import io
 import json
 import time
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass
-from pathlib import Path
-from typing import Iterator
 
-from core.fileio import write_json
+from core.fileio import locked, write_json
 from core.runs import Run
 
 FILE = "labels.json"
@@ -63,7 +59,7 @@ def save_label(run: Run, dim: int, label: DimLabel) -> dict[int, DimLabel]:
     if not 0 <= dim < latent_dim:
         raise LabelError(f"dim {dim} is outside 0..{latent_dim - 1} for run {run.name!r}")
     label = DimLabel(label.label.strip()[:MAX_TEXT], bool(label.meaningful), label.note.strip()[:MAX_TEXT])
-    with _locked(run.path / f".{FILE}.lock"):
+    with locked(run.path / f".{FILE}.lock"):
         labels = load_labels(run)
         if label == DimLabel():
             labels.pop(dim, None)
@@ -92,13 +88,3 @@ def labels_csv(labels: dict[int, DimLabel]) -> str:
     writer.writerow(["dim", "label", "meaningful", "note"])
     writer.writerows([d, v.label, v.meaningful, v.note] for d, v in sorted(labels.items()))
     return out.getvalue()
-
-
-@contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    with open(path, "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)

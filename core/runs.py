@@ -109,6 +109,13 @@ class Run:
             status = {**status, "state": "failed", "error": fields["error"]}
         return status
 
+    def remove_partial_writes(self) -> None:
+        """Delete temp files of the trainer's atomic writes left by a killed process (readers never see them).
+        Only the trainer's own files: a label or cache write from the dashboard may be in flight."""
+        for pattern in (f".{CHECKPOINT}.*.tmp", ".status.json.*.tmp", ".metrics.jsonl.*.tmp", "samples/.*.png.*.tmp"):
+            for tmp in self.path.glob(pattern):
+                tmp.unlink(missing_ok=True)
+
     # --- checkpoints --------------------------------------------------------------------------
     @property
     def checkpoint_path(self) -> Path:

@@ -66,14 +66,14 @@ def browser():
         browser.close()
 
 
-def settle(page, timeout: float = 90) -> None:
-    """Wait until the app has rendered and stopped running its script."""
-    page.wait_for_selector('[data-testid="stMain"]', timeout=timeout * 1000)
+def settle(page, timeout: float = 120) -> None:
+    """Wait until the page's script has drawn its title and stopped running (a cold server first imports torch)."""
+    page.wait_for_selector('[data-testid="stMain"] h1', timeout=timeout * 1000)
     deadline = time.time() + timeout
     quiet = 0
-    while time.time() < deadline and quiet < 3:
-        running = page.locator('[data-testid="stStatusWidget"]').count() > 0
-        quiet = 0 if running else quiet + 1
+    while time.time() < deadline and quiet < 4:
+        busy = page.locator('[data-testid="stStatusWidget"], [data-testid="stSpinner"]').count() > 0
+        quiet = 0 if busy else quiet + 1
         page.wait_for_timeout(500)
 
 

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from core.config import ConfigError, RunConfig
+from core.config import ConfigError
 from core.encode import encodings_path, load_or_encode
 from core.labels import LabelError, load_labels
 from core.legacy import import_weights, read_state_dict
