@@ -29,7 +29,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from core.data import DataError, Dataset
-from core.encode import encodings_path, load_or_encode
+from core.encode import UNREADABLE, encodings_path, load_or_encode, read_encodings
 from core.fileio import atomic_path, locked, write_json
 from core.runs import Run
 
@@ -145,10 +145,13 @@ def load_umap(run: Run, split: str, limit: int | None, params: UmapParams,
     path = embedding_path(run, split, limit, params)
     if not _fresh(path, run):
         return None
-    with np.load(path, allow_pickle=False) as z:
-        if index is not None and not np.array_equal(z["index"], index):
-            return None
-        return z["coords"]
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            if index is not None and not np.array_equal(z["index"], index):
+                return None
+            return z["coords"]
+    except UNREADABLE:
+        return None  # damaged or foreign: compute it again
 
 
 def load_encodings(run: Run, split: str, limit: int | None, dataset: Dataset | None = None) -> dict[str, np.ndarray]:
@@ -160,12 +163,10 @@ def load_encodings(run: Run, split: str, limit: int | None, dataset: Dataset | N
         path = encodings_path(run, split, limit)
         if not path.is_file():
             raise DataError(f"{e}; no cached encodings at {path} either") from None
-        return read_encodings(path)
-
-
-def read_encodings(path: Path) -> dict[str, np.ndarray]:
-    with np.load(path, allow_pickle=False) as z:
-        return {k: z[k] for k in z.files}
+        try:
+            return read_encodings(path)
+        except UNREADABLE as bad:
+            raise DataError(f"{e}; the cached encodings at {path} are unreadable ({bad})") from None
 
 
 def cached_encodings(run: Run) -> list[tuple[str, int | None]]:

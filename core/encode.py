@@ -13,6 +13,9 @@ from core.models.vae import VAE
 from core.runs import Run
 from core.train import pick_device, to_float
 
+# what np.load raises for a damaged, truncated or pickled (hence refused) .npz
+UNREADABLE = (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile)
+
 
 @torch.inference_mode()
 def encode(model: VAE, dataset: Dataset, index: np.ndarray, batch_size: int = 512) -> tuple[np.ndarray, np.ndarray]:
@@ -39,14 +42,15 @@ def load_or_encode(run: Run, split: str = "test", limit: int | None = None,
     path = encodings_path(run, split, limit)
     if path.is_file() and path.stat().st_mtime >= run.checkpoint_path.stat().st_mtime:
         try:
-            return _read(path)
-        except (OSError, ValueError, zipfile.BadZipFile):
+            return read_encodings(path)
+        except UNREADABLE:
             pass  # a damaged (or pickled, hence refused) cache file: compute it again
     encode_run(run, split, limit, device=device, dataset=dataset)
-    return _read(path)
+    return read_encodings(path)
 
 
-def _read(path: Path) -> dict[str, np.ndarray]:
+def read_encodings(path: Path) -> dict[str, np.ndarray]:
+    """Arrays of an .npz written by encode_run; pickled content is refused (allow_pickle=False)."""
     with np.load(path, allow_pickle=False) as z:
         return {k: z[k] for k in z.files}
 

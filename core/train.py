@@ -33,6 +33,10 @@ class Diverged(RuntimeError):
     pass
 
 
+class OutOfMemory(RunError):
+    """The accelerator (or host) ran out of memory: the message suggests a smaller batch."""
+
+
 def pick_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -193,6 +197,12 @@ class Trainer:
         except Diverged as e:
             self._status("failed", error=str(e))
             raise
+        except torch.OutOfMemoryError:
+            smaller = max(1, cfg.batch_size // 2)
+            message = (f"out of memory on {self.device} at batch size {cfg.batch_size} (step {self.step}): train again "
+                       f"with --batch-size {smaller} (or a smaller --preset); the last checkpoint is kept")
+            self._status("failed", error=message)
+            raise OutOfMemory(message) from None
         except BaseException as e:
             self._status("failed", error=f"{type(e).__name__}: {e}")
             self.checkpoint()  # keep the work done so far (refused if the weights are no longer finite)
