@@ -7,7 +7,7 @@ import torch
 import core.runs
 from core.data.dsprites import DSprites
 from core.train import Diverged, Trainer, create_run
-from tests.tiny import tiny_config
+from tests.tiny import fail_at, tiny_config
 
 DATA = DSprites()
 
@@ -18,15 +18,12 @@ def _trainer(tmp_path, **train):
 
 def test_nan_weights_stop_the_run_and_keep_the_last_good_checkpoint(tmp_path):
     trainer = _trainer(tmp_path, steps=40, log_every=5, checkpoint_every=4)
-    step = trainer.train_step
 
-    def poisoned(i):
-        if i == 9:
-            with torch.no_grad():
-                next(trainer.model.parameters()).fill_(float("nan"))
-        return step(i)
+    def poison(trainer):
+        with torch.no_grad():
+            next(trainer.model.parameters()).fill_(float("nan"))
 
-    trainer.train_step = poisoned
+    fail_at(trainer, 9, poison)
     with pytest.raises(Diverged, match="lower --lr"):
         trainer.fit()
     status = trainer.run.status()

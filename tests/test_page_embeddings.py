@@ -2,7 +2,6 @@
 request shows its background job's progress, and a run without its data says what is missing."""
 import json
 import os
-import shutil
 import signal
 import sys
 from pathlib import Path
@@ -11,8 +10,9 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from core import embed
-from core.encode import encodings_path, load_or_encode
+from core.encode import encodings_path
 from core.runs import Run
+from tests.tiny import encoded_copy, use_copy
 from tests.test_embed import SLEEPING_WORKER, wait_for
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -22,18 +22,13 @@ SPLIT, LIMIT = "test", 5000  # the page's default subset
 
 @pytest.fixture(scope="module")
 def encoded_runs(tiny_runs_dir, tmp_path_factory):
-    """The tiny runs with the default subset already encoded, so each test's copy starts warm."""
-    root = shutil.copytree(tiny_runs_dir, tmp_path_factory.mktemp("embedding-runs") / "runs")
-    for name in ("tiny-bvae", "tiny-modvae"):
-        load_or_encode(Run(root / name), SPLIT, LIMIT)
-    return root
+    """The tiny runs with the page's subset already encoded, so each test's copy starts warm."""
+    return encoded_copy(tiny_runs_dir, tmp_path_factory.mktemp("embedding-runs") / "runs", SPLIT, LIMIT)
 
 
 @pytest.fixture
 def runs(encoded_runs, tmp_path, monkeypatch):
-    root = shutil.copytree(encoded_runs, tmp_path / "runs")  # copy2 keeps mtimes: the encodings stay fresh
-    monkeypatch.setenv("LATENTLAB_CHECKPOINTS", str(root))
-    return root
+    return use_copy(encoded_runs, tmp_path / "runs", monkeypatch)
 
 
 def page(run: str) -> AppTest:

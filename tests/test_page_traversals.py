@@ -11,6 +11,7 @@ from streamlit.testing.v1 import AppTest
 from core.encode import encodings_path, load_or_encode
 from core.labels import DimLabel, load_labels
 from core.runs import Run
+from tests.tiny import encoded_copy, use_copy
 from core.traverse import kl_from_metrics, kl_order
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -20,18 +21,13 @@ SPLIT, LIMIT = "test", 2000  # what the page encodes
 
 @pytest.fixture(scope="module")
 def encoded_runs(tiny_runs_dir, tmp_path_factory):
-    """The tiny runs with their encodings already in the run folders, so each test's copy starts warm."""
-    root = shutil.copytree(tiny_runs_dir, tmp_path_factory.mktemp("traversal-runs") / "runs")
-    for name in ("tiny-bvae", "tiny-modvae"):
-        load_or_encode(Run(root / name), SPLIT, LIMIT)
-    return root
+    """The tiny runs with the page's subset already encoded, so each test's copy starts warm."""
+    return encoded_copy(tiny_runs_dir, tmp_path_factory.mktemp("traversal-runs") / "runs", SPLIT, LIMIT)
 
 
 @pytest.fixture
 def runs(encoded_runs, tmp_path, monkeypatch):
-    root = shutil.copytree(encoded_runs, tmp_path / "runs")  # copy2 keeps mtimes: the encodings stay fresh
-    monkeypatch.setenv("LATENTLAB_CHECKPOINTS", str(root))
-    return root
+    return use_copy(encoded_runs, tmp_path / "runs", monkeypatch)
 
 
 def page(run: str) -> AppTest:

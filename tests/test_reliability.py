@@ -15,7 +15,7 @@ from core.embed import UmapParams, embedding_path, load_umap
 from core.labels import DimLabel, load_labels, save_label
 from core.runs import Run
 from core.train import OutOfMemory, Trainer, create_run
-from tests.tiny import tiny_config
+from tests.tiny import fail_at, tiny_config
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGES = ["home", "train", "traversals", "embeddings", "arithmetic", "generate", "compare"]
@@ -23,14 +23,11 @@ PAGES = ["home", "train", "traversals", "embeddings", "arithmetic", "generate", 
 
 def test_out_of_memory_suggests_a_smaller_batch(tmp_path):
     trainer = Trainer(create_run(tiny_config("oom", steps=20, batch_size=16), tmp_path), DSprites(), progress=False)
-    step = trainer.train_step
 
-    def exhausted(i):
-        if i == 12:
-            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
-        return step(i)
+    def exhausted(trainer):
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
 
-    trainer.train_step = exhausted
+    fail_at(trainer, 12, exhausted)
     with pytest.raises(OutOfMemory, match="--batch-size 8"):
         trainer.fit()
     status = trainer.run.status()

@@ -1,7 +1,9 @@
-"""Tiny configs that train in seconds on a 2-core CPU, shared by the training and CLI tests."""
+"""Tiny configs that train in seconds on a 2-core CPU, and helpers shared by the training and page tests."""
 from __future__ import annotations
 
+import shutil
 from dataclasses import replace
+from pathlib import Path
 
 from core.config import ArchConfig, DataConfig, LossConfig, RunConfig, TrainConfig
 
@@ -14,3 +16,33 @@ def tiny_config(name: str, model: str = "beta-vae", dataset: str = "dsprites", s
     options.update(train)
     return RunConfig(name=name, model=model, arch=replace(TINY_ARCH), loss=LossConfig(beta=2.0, warmup_steps=5),
                      data=DataConfig(dataset), train=TrainConfig(**options)).validate()
+
+
+def encoded_copy(runs_dir: Path, dest: Path, split: str, limit: int) -> Path:
+    """A copy of the tiny runs folder with `split` (at most `limit` images) already encoded in each run."""
+    from core.encode import load_or_encode
+    from core.runs import list_runs
+
+    root = shutil.copytree(runs_dir, dest)
+    for run in list_runs(root):
+        load_or_encode(run, split, limit)
+    return root
+
+
+def use_copy(source: Path, dest: Path, monkeypatch) -> Path:
+    """A private copy of a runs folder that the dashboard will read (copy2 keeps mtimes: caches stay fresh)."""
+    root = shutil.copytree(source, dest)
+    monkeypatch.setenv("LATENTLAB_CHECKPOINTS", str(root))
+    return root
+
+
+def fail_at(trainer, step: int, fault) -> None:
+    """Make `trainer` call `fault(trainer)` just before training step `step` (fault injection)."""
+    train_step = trainer.train_step
+
+    def faulty(i):
+        if i == step:
+            fault(trainer)
+        return train_step(i)
+
+    trainer.train_step = faulty
