@@ -68,6 +68,8 @@ def config_from_args(a: argparse.Namespace, argv: list[str]) -> RunConfig:
 
 
 def cmd_train(a, argv, runs_dir: Path) -> int:
+    """Under torchrun (`torchrun --nproc_per_node=N -m core train ...`) every process runs this."""
+    from core import distributed
     from core import train as training
     from core.data import load_dataset
 
@@ -75,7 +77,7 @@ def cmd_train(a, argv, runs_dir: Path) -> int:
         run = Run(runs_dir / a.resume)
         if not (run.path / "config.json").is_file():
             raise RunError(f"no run {a.resume!r} in {runs_dir}")
-        training.resume(run, steps=a.steps)
+        device, start = run.config.train.device, lambda: training.resume(run, steps=a.steps)
     else:
         config = config_from_args(a, argv)
         dataset = load_dataset(config.data)
@@ -84,8 +86,15 @@ def cmd_train(a, argv, runs_dir: Path) -> int:
 
             batches = make_batches(dataset, config.model, config.train.batch_size, config.modvae.group_size, 0)
             config.train.steps = max(1, round(a.epochs * batches.steps_per_epoch))
-        run = training.train(config, runs_dir, dataset=dataset)
-    print(f"{run.status()['state']}: {run.path}")
+        device, start = config.train.device, lambda: training.train(config, runs_dir, dataset=dataset)
+    distributed.init(device)
+    main = distributed.is_main()
+    try:
+        run = start()
+    finally:
+        distributed.shutdown()
+    if main:
+        print(f"{run.status()['state']}: {run.path}")
     return 0
 
 

@@ -2,6 +2,7 @@
 
 Data order and sampling noise depend only on (seed, step), and the checkpoint holds weights and Adam
 state, so `resume` continues exactly where a run stopped. SIGTERM ends the run cleanly with a checkpoint.
+Under torchrun each process trains on its slice of every batch (core.distributed); only rank 0 writes the run folder.
 """
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from core import distributed
 from core.batches import Batch, make_batches
 from core.config import RunConfig
 from core.data import Dataset, load_dataset
@@ -65,15 +67,18 @@ def create_run(config: RunConfig, runs_dir: Path | None = None) -> Run:
 
 class Trainer:
     def __init__(self, run: Run, dataset: Dataset | None = None, progress: bool = True):
-        self.run, self.config, self.progress = run, run.config, progress
+        self.main = distributed.is_main()
+        self.run, self.config, self.progress = run, run.config, progress and self.main
         cfg = self.config
+        distributed.check_batch_size(cfg.train.batch_size)
         if cfg.train.threads:
             torch.set_num_threads(cfg.train.threads)
-        self.device = pick_device(cfg.train.device)
-        self.dataset = dataset if dataset is not None else load_dataset(cfg.data, progress=progress)
+        self.device = distributed.local_device(pick_device(cfg.train.device))
+        self.dataset = dataset if dataset is not None else load_dataset(cfg.data, progress=self.progress)
         self.batches = make_batches(self.dataset, cfg.model, cfg.train.batch_size, cfg.modvae.group_size, cfg.train.seed)
         torch.manual_seed(cfg.train.seed)
         self.model = VAE(cfg.arch).to(self.device)
+        self.train_model = distributed.wrap(self.model, self.device)  # DDP under torchrun, else self.model
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=cfg.train.lr)
         self.objective = Objective(cfg.loss)
         self.blocks = (FactorBlocks(self.batches.num_factors, cfg.modvae.dims_per_factor, cfg.arch.latent_dim)
@@ -94,7 +99,8 @@ class Trainer:
     def resume(self) -> None:
         """Continue from the last checkpoint. A folder with none yet (reserved by core.jobs.launch, or stopped
         before its first checkpoint) starts at step 0."""
-        self.run.remove_partial_writes()
+        if self.main:
+            self.run.remove_partial_writes()
         if self.run.checkpoint_path.is_file():
             self.model.load_state_dict(self.run.load_model(self.device).state_dict())
             self.run.load_optimizer(self.optimizer)
@@ -103,7 +109,8 @@ class Trainer:
                 logger.warning("%s holds weights only (no optimizer state, e.g. an exported demo run): resuming "
                                "with a fresh Adam, so the next steps differ from an uninterrupted run",
                                self.run.checkpoint_path)
-        self.run.truncate_metrics(self.step)
+        if self.main:
+            self.run.truncate_metrics(self.step)
         last = self.run.metrics("train")
         self.wall = last[-1].get("wall", 0.0) if last else 0.0
 
@@ -120,10 +127,12 @@ class Trainer:
         return g
 
     def train_step(self, step: int) -> dict[str, torch.Tensor]:
-        batch = self.batches(step)
+        batch = distributed.shard_batch(self.batches(step))
         x = to_float(batch.images, self.device)
         clamp = self._clamp(batch)
-        out = self.model(x, self._generator(step), clamp)
+        generator = self._generator(step)
+        distributed.skip_noise(generator, self.config.train.batch_size, self.config.arch.latent_dim)
+        out = self.train_model(x, generator, clamp)
         terms = self.objective(out, x, step, clamp)
         self.optimizer.zero_grad(set_to_none=True)
         terms["loss"].backward()
@@ -155,12 +164,16 @@ class Trainer:
         self.model.train()
 
     def checkpoint(self) -> None:
+        if not self.main:
+            return
         if not all(torch.isfinite(p).all() for p in self.model.parameters()):
             raise Diverged(f"the weights hold NaN or inf at step {self.step}: lower --lr or add --warmup-steps; "
                            "the last good checkpoint is kept")
         self.run.save_checkpoint(self.model, self.optimizer, self.step)
 
     def _status(self, state: str, **extra) -> None:
+        if not self.main:
+            return
         self.run.write_status(state, pid=os.getpid(), step=self.step, total_steps=self.config.train.steps,
                               device=str(self.device), **extra)
 
@@ -174,7 +187,7 @@ class Trainer:
         count, t_last = 0, time.perf_counter()
         bar = tqdm(total=cfg.steps, initial=self.step, disable=not self.progress, unit="step", dynamic_ncols=True)
         try:
-            while self.step < cfg.steps and not self._stop:
+            while self.step < cfg.steps and not self._stopping():
                 terms = self.train_step(self.step)
                 for k, v in terms.items():
                     sums[k] = sums.get(k, 0) + v
@@ -187,6 +200,8 @@ class Trainer:
                     record = self._train_record(sums, count, count * cfg.batch_size / (now - t_last))
                     bar.set_postfix(loss=f"{record['loss']:.1f}", kl=f"{record['kl']:.1f}")
                     sums, count, t_last = {}, 0, now
+                if not self.main:
+                    continue
                 if self.step % val_every == 0 or self.step == cfg.steps:
                     self.run.append_metrics({"type": "val", "step": self.step,
                                              "epoch": self.batches.epoch(self.step), **self.validate()})
@@ -216,7 +231,8 @@ class Trainer:
         return self.run
 
     def _train_record(self, sums: dict[str, torch.Tensor], count: int, images_per_s: float) -> dict:
-        means = {k: (v / count).tolist() for k, v in sums.items()}  # one host sync per logging interval
+        # one host sync (and under torchrun one all-reduce) per logging interval
+        means = {k: (v / count).tolist() for k, v in distributed.mean_over_ranks(sums).items()}
         if not all(math.isfinite(x) for x in [means["loss"], *means["kl_dims"]]):
             raise Diverged(f"the loss became {means['loss']} at step {self.step}: lower --lr or add "
                            "--warmup-steps; the last checkpoint before this is kept")
@@ -226,11 +242,21 @@ class Trainer:
                   "images_per_s": images_per_s, "wall": self.wall}
         if "clamp" in means:
             record["clamp"] = means["clamp"]
-        self.run.append_metrics(record)
+        if self.main:
+            self.run.append_metrics(record)
         return record
 
     def _on_sigterm(self, signum, frame) -> None:
         self._stop = True
+
+    def _stopping(self) -> bool:
+        """Ranks must stop after the same step, so under torchrun they compare stop flags at logging intervals."""
+        if distributed.world() == 1:
+            return self._stop
+        if self.step % self.config.train.log_every:
+            return False
+        self._stop = distributed.any_rank(self._stop, self.device)
+        return self._stop
 
 
 def _main_thread() -> bool:
@@ -243,7 +269,7 @@ def train(config: RunConfig, runs_dir: Path | None = None, progress: bool = True
     """Create a run folder for `config` and train it to the end."""
     config.validate()
     dataset = dataset if dataset is not None else load_dataset(config.data, progress=progress)
-    run = create_run(config, runs_dir)
+    run = distributed.on_main(lambda: create_run(config, runs_dir), lambda run: str(run.path), Run)
     return _trainer(run, dataset, progress).fit()
 
 
@@ -252,16 +278,18 @@ def _trainer(run: Run, dataset: Dataset | None, progress: bool) -> Trainer:
     try:
         return Trainer(run, dataset, progress)
     except Exception as e:
-        run.write_status("failed", error=str(e))
+        if distributed.is_main():
+            run.write_status("failed", error=str(e))
         raise
 
 
 def resume(run: Run, steps: int | None = None, progress: bool = True, dataset: Dataset | None = None) -> Run:
     """Continue `run` from its last checkpoint, optionally to a new total number of steps."""
-    if steps is not None:
+    if steps is not None and distributed.is_main():
         config = run.config
         config.train.steps = steps
         run.write_config(config.validate())
+    distributed.barrier()  # the other ranks read the new config after rank 0 wrote it
     trainer = _trainer(run, dataset, progress)
     trainer.resume()
     return trainer.fit()

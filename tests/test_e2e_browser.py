@@ -90,3 +90,27 @@ def test_every_page_renders_in_a_real_browser(server, browser, path):
         assert page.locator('[data-testid="stMain"]').inner_text().strip()
     finally:
         page.close()
+
+
+def test_main_controls_work_in_a_real_browser(server, browser):
+    """Label a dim and find the label after a full reload; make faces smile with one click."""
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    try:
+        page.goto(f"{server}/traversals?run=tiny-bvae")
+        settle(page)
+        page.get_by_label("Label", exact=True).fill("e2e label")
+        page.get_by_role("button", name="Save label").click()
+        settle(page)
+        page.reload()
+        settle(page)
+        assert page.get_by_text("e2e label").count() > 0  # saved to labels.json, shown after a reload
+        page.goto(f"{server}/arithmetic?run=tiny-bvae")
+        settle(page)
+        page.get_by_role("button", name="Smile").click()
+        settle(page)
+        SHOTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(SHOTS / "arithmetic-smile.png"))
+        assert page.locator('[data-testid="stException"]').count() == 0
+        assert page.get_by_text("Smiling").count() > 0
+    finally:
+        page.close()

@@ -1,0 +1,138 @@
+"""Edit quality: do latent edits z + α·ΔZ add the attribute, and what else do they change?
+
+For each chosen attribute and each way of building ΔZ (core.arithmetic: mean difference, balanced over
+confounders, conditional on the other chosen attributes), held-out faces WITHOUT the attribute are encoded,
+edited and decoded, and an attribute classifier (core.metrics.classifier) judges the result:
+
+- flip rate(α): the share of edited faces judged to have the attribute (probability > 0.5). At α = 0 the
+  edit is the plain reconstruction, so that entry is the judge's false-positive rate on reconstructions.
+- dependency(α): mean absolute change of the judge's probabilities for every OTHER attribute, edit vs
+  reconstruction (0 = the edit touched nothing else the judge can see).
+- pixel change(α): mean absolute per-pixel difference (0..1) between edit and reconstruction: how much of
+  the image moved, reported beside the flip rate so the trade-off is visible.
+
+Two baselines say how far to trust the judge on decoded images: its positive rate on reconstructions of
+faces WITH the attribute (a ceiling for the flip rate: reconstructions are blurrier than the images it
+learnt from) and its held-out ROC-AUC per attribute on real images.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from core.arithmetic import VectorError, VectorSpec, build_vector
+from core.config import ConfigError
+from core.data import Dataset
+from core.metrics.classifier import Judge
+from core.models.vae import VAE
+from core.train import to_float
+
+DEFAULT_ATTRIBUTES = ("Smiling", "Eyeglasses", "Sunglasses")
+DEFAULT_CONFOUNDERS = ("Male", "Young")
+THRESHOLD = 0.5
+
+
+def parse_list(text: str, kind=str) -> list:
+    """'a, b' -> ['a', 'b'] (the settings are strings so `--set edits.alphas=0,1,2` keeps its type)."""
+    try:
+        values = [kind(part.strip()) for part in str(text).split(",") if part.strip()]
+    except ValueError:
+        raise ConfigError(f"{text!r}: give a comma-separated list of {kind.__name__} values, e.g. 0,1,2") from None
+    if not values:
+        raise ConfigError(f"{text!r}: the list is empty")
+    return values
+
+
+def vector_specs(attribute: str, chosen: list[str], names: list[str]) -> list[VectorSpec]:
+    """Mean, balanced and conditional specs for one attribute. Balanced uses Male × Young where the data set
+    has them (CelebA's classic confounders), else the other chosen attributes; conditional removes the
+    directions of the other chosen attributes from the mean vector."""
+    others = tuple(a for a in chosen if a != attribute)
+    confounders = tuple(c for c in DEFAULT_CONFOUNDERS if c in names and c != attribute) or others
+    return [VectorSpec(attribute, "mean"), VectorSpec(attribute, "balanced", confounders=confounders),
+            VectorSpec(attribute, "mean", condition_on=others)]
+
+
+def spec_label(spec: VectorSpec) -> str:
+    if spec.condition_on:
+        return "conditional"
+    return spec.method
+
+
+@torch.inference_mode()
+def judge_edits(model: VAE, judge: Judge, images: np.ndarray, delta: np.ndarray, alphas: list[float],
+                attribute: str, batch_size: int = 256) -> dict:
+    """Flip rate, dependency and pixel change per α for uint8 `images` (N, 3, 64, 64) of faces without
+    `attribute`, edited along `delta`; see the module docstring."""
+    device = next(model.parameters()).device
+    a = judge.names.index(attribute)
+    others = [i for i in range(len(judge.names)) if i != a]
+    mu = torch.cat([model.encode(to_float(images[i:i + batch_size], device))[0]
+                    for i in range(0, len(images), batch_size)])
+    recon = _decode(model, mu, batch_size)
+    p_recon = judge.model.probabilities(recon)
+    step = torch.as_tensor(delta, dtype=torch.float32, device=device)
+    flip, dependency, pixels, changed = [], [], [], []
+    for alpha in alphas:
+        edited = _decode(model, mu + alpha * step, batch_size)
+        p_edit = judge.model.probabilities(edited)
+        moved = np.abs(p_edit[:, others] - p_recon[:, others])
+        flip.append(float((p_edit[:, a] > THRESHOLD).mean()))
+        dependency.append(float(moved.mean()) if others else 0.0)
+        pixels.append(float((edited - recon).abs().mean()))
+        per_other = moved.mean(0)
+        changed.append({judge.names[others[i]]: round(float(per_other[i]), 4) for i in np.argsort(-per_other)[:3]})
+    return {"flip_rate": flip, "dependency": dependency, "pixel_change": pixels, "most_changed": changed}
+
+
+def _decode(model: VAE, z: torch.Tensor, batch_size: int) -> torch.Tensor:
+    """Decoded images, float32 on the CPU (where the judge runs)."""
+    return torch.cat([model.decode(z[i:i + batch_size]).float().cpu() for i in range(0, len(z), batch_size)])
+
+
+@torch.inference_mode()
+def positive_rate(model: VAE, judge: Judge, images: np.ndarray, attribute: str, reconstruct: bool) -> float:
+    """Share of `images` (or of their reconstructions) that the judge calls positive for `attribute`."""
+    device = next(model.parameters()).device
+    x = to_float(images, device)
+    if reconstruct:
+        x = model.decode(model.encode(x)[0]).float()
+    return float((judge.model.probabilities(x.cpu())[:, judge.names.index(attribute)] > THRESHOLD).mean())
+
+
+def edit_quality(model: VAE, dataset: Dataset, judge: Judge, encodings: dict[str, np.ndarray],
+                 attributes: list[str], alphas: list[float], num_faces: int, seed: int) -> dict:
+    """The "edits" section of eval.json: per attribute present in the data set, the baselines and one entry
+    per vector method; attributes the data set lacks are listed under "missing"."""
+    names = [str(n) for n in encodings["attribute_names"]]
+    present = [a for a in attributes if a in names and a in judge.names]
+    rng = np.random.default_rng(seed)
+    test = dataset.indices("test")
+    rows = []
+    for attribute in present:
+        has = dataset.attributes.column(attribute)[test]
+        without = np.sort(rng.permutation(test[~has])[:num_faces])
+        with_ = np.sort(rng.permutation(test[has])[:num_faces])
+        row = {"name": attribute, "faces": len(without), "judge_auc": judge.aucs.get(attribute)}
+        if len(without) == 0 or len(with_) == 0:
+            rows.append({**row, "skipped": "the held-out images need faces both with and without it"})
+            continue
+        images = dataset.images(without)
+        row["false_positive_rate_originals"] = positive_rate(model, judge, images, attribute, reconstruct=False)
+        row["positive_rate_reconstructions_with"] = positive_rate(model, judge, dataset.images(with_), attribute,
+                                                                  reconstruct=True)
+        row["vectors"] = []
+        for spec in vector_specs(attribute, present, names):
+            entry = {"method": spec_label(spec), "confounders": list(spec.confounders),
+                     "condition_on": list(spec.condition_on)}
+            try:
+                delta = build_vector(encodings, spec)
+            except VectorError as e:
+                row["vectors"].append({**entry, "skipped": str(e)})
+                continue
+            entry["norm"] = float(np.linalg.norm(delta))
+            row["vectors"].append({**entry, **judge_edits(model, judge, images, delta, alphas, attribute)})
+        rows.append(row)
+    return {"alphas": alphas, "attributes": rows, "missing": [a for a in attributes if a not in present],
+            "threshold": THRESHOLD}
+
