@@ -4,6 +4,8 @@ torchrun sets RANK / WORLD_SIZE / LOCAL_RANK; `init()` joins the process group (
 Every rank builds the same deterministic global batch of step t and trains on its contiguous slice, so the
 union over ranks is the single-process batch and DDP's gradient average is the single-process gradient.
 Only rank 0 touches the run folder. Without torchrun every helper is a no-op (world of one, rank 0).
+ModVAE's clamp takes group means over each rank's rows only, so a group split across ranks (identity batches,
+or a per-rank batch that is not a multiple of --group-size) makes its loss differ slightly from one process.
 """
 from __future__ import annotations
 

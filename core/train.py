@@ -269,6 +269,7 @@ def train(config: RunConfig, runs_dir: Path | None = None, progress: bool = True
     """Create a run folder for `config` and train it to the end."""
     config.validate()
     dataset = dataset if dataset is not None else load_dataset(config.data, progress=progress)
+    distributed.check_batch_size(config.train.batch_size)  # before a run folder exists
     run = distributed.on_main(lambda: create_run(config, runs_dir), lambda run: str(run.path), Run)
     return _trainer(run, dataset, progress).fit()
 
