@@ -18,9 +18,10 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
     tmp = Path(tmp)
-    os.chmod(tmp, 0o644)  # mkstemp makes files private; run folders are shared between users and machines
     try:
         yield tmp
+        # mkstemp (and some writers, like safetensors) make files private; run folders are shared
+        os.chmod(tmp, 0o644)
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)

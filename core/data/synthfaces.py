@@ -39,7 +39,7 @@ _YAW_DEGREES = np.array([-30, -15, 0, 15, 30], np.float32)
 # Attribute -> (factor, levels for which it is true). CelebA names where CelebA has one.
 _ATTRIBUTE_RULES = {
     "Smiling": ("smile", ["smile", "broad smile"]),
-    "Mouth_Slightly_Open": ("smile", ["broad smile"]),
+    "Mouth_Slightly_Open": ("smile", ["smile", "broad smile"]),  # both smiles show teeth
     "Frowning": ("smile", ["frown", "slight frown"]),
     "Eyeglasses": ("eyewear", ["eyeglasses", "sunglasses"]),  # CelebA counts sunglasses too
     "Sunglasses": ("eyewear", ["sunglasses"]),
@@ -127,8 +127,10 @@ _FRAME, _CLEAR_LENS, _DARK_LENS = _paint(rgb=(0.08, 0.08, 0.10)), _paint(rgb=(0.
 
 _HEAD_RADIUS = np.array([0.35, 0.395, 0.435, 0.48], np.float32)  # per face width
 _FEATURE_DEPTH = 0.55  # see across_head
-# Mouth per smile level: end lift, half-length, opening.
-_MOUTH = np.array([[-0.09, 0.14, 0], [-0.045, 0.145, 0], [0, 0.15, 0], [0.06, 0.165, 0], [0.065, 0.175, 0.08]], np.float32)
+# Mouth per smile level: end lift, half-length, opening. Both smiling levels show teeth and the lips are
+# thick: a mouth only a pixel or two different between levels is the first thing a VAE drops.
+_MOUTH = np.array([[-0.13, 0.16, 0], [-0.065, 0.165, 0], [0, 0.17, 0], [0.09, 0.19, 0.06], [0.11, 0.21, 0.13]], np.float32)
+_LIP = 0.03
 
 
 def _draw_geometries(geometry: np.ndarray) -> np.ndarray:
@@ -187,7 +189,7 @@ def _draw_geometries(geometry: np.ndarray) -> np.ndarray:
 
     lift, half_len, gape = (_MOUTH[smile, i] for i in range(3))
     mouth_x, half_len = across_head(0, _FEATURE_DEPTH), half_len * np.cos(yaw)
-    layers.append((_cover(_stroke(_X, _Y, mouth_x, 0.3, half_len, lift, 0.021, gape)), _LIPS))
+    layers.append((_cover(_stroke(_X, _Y, mouth_x, 0.3, half_len, lift, _LIP, gape)), _LIPS))
     inside = _stroke(_X, _Y, mouth_x, 0.3, half_len, lift, 0.0, gape)
     layers.append(((gape > 0) * _cover(inside), _MOUTH_INSIDE))
     teeth_edge = 0.3 - lift * ((_X - mouth_x) / half_len) ** 2 + 0.35 * gape
