@@ -15,4 +15,5 @@ st.navigation([
     st.Page(PAGES / "arithmetic.py", title="Arithmetic", icon=":material/add_circle:"),
     st.Page(PAGES / "generate.py", title="Generate", icon=":material/casino:"),
     st.Page(PAGES / "compare.py", title="Compare", icon=":material/compare:"),
+    st.Page(PAGES / "metrics.py", title="Metrics", icon=":material/analytics:"),
 ]).run()

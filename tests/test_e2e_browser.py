@@ -22,7 +22,7 @@ CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
          "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic"]
 SHOTS = Path(os.environ.get("LATENTLAB_SCREENSHOTS", ROOT / "test-artifacts" / "screenshots"))
-PAGES = ["", "train", "traversals", "embeddings", "arithmetic", "generate", "compare"]
+PAGES = ["", "train", "traversals", "embeddings", "arithmetic", "generate", "compare", "metrics"]
 
 if CHROMIUM is None and os.environ.get("LATENTLAB_E2E") == "required":
     raise RuntimeError("LATENTLAB_E2E=required but no chromium on PATH: apt-get install chromium")

@@ -7,18 +7,19 @@ renderer's exact ground truth, so there the judge learns from perfect labels.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file, save
 from sklearn.metrics import roc_auc_score
 from torch import nn
 
 from core.data import DataError, Dataset
-from core.fileio import atomic_path, write_json
+from core.fileio import write_bytes, write_json
 from core.train import to_float
 
 WEIGHTS = "classifier.safetensors"
@@ -55,6 +56,7 @@ class AttributeClassifier(nn.Module):
 class ClassifierSettings:
     dataset: str
     data_seed: int
+    data_fingerprint: str  # of a few training images and their labels: a re-rendered or edited data set retrains
     attributes: tuple[str, ...]
     steps: int
     batch_size: int
@@ -78,12 +80,21 @@ def load_or_train(run_path: Path, dataset: Dataset, settings: ClassifierSettings
         return cached
     model = train_classifier(dataset, settings)
     aucs = held_out_aucs(model, dataset, settings)
-    with atomic_path(run_path / WEIGHTS) as tmp:
-        save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(tmp), metadata={"format": FORMAT})
+    state = {k: v.contiguous() for k, v in model.state_dict().items()}
+    write_bytes(run_path / WEIGHTS, save(state, metadata={"format": FORMAT}))
     judge = Judge(model, list(settings.attributes), aucs, trained_on(dataset), cached=False)
     write_json(run_path / INFO, {"format": FORMAT, "settings": asdict(settings), "aucs": aucs,
                                  "trained_on": judge.trained_on})
     return judge
+
+
+def data_fingerprint(dataset: Dataset, n: int = 16) -> str:
+    """A hash of the first `n` training images and all attribute names and their labels for them."""
+    index = dataset.indices("train")[:n]
+    digest = hashlib.sha256(dataset.images(index).tobytes())
+    digest.update(json.dumps([str(a) for a in dataset.attributes.names]).encode())
+    digest.update(np.ascontiguousarray(dataset.attributes.values[index]).tobytes())
+    return digest.hexdigest()[:16]
 
 
 def trained_on(dataset: Dataset) -> str:

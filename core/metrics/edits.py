@@ -46,11 +46,16 @@ def parse_list(text: str, kind=str) -> list:
 def vector_specs(attribute: str, chosen: list[str], names: list[str]) -> list[VectorSpec]:
     """Mean, balanced and conditional specs for one attribute. Balanced uses Male × Young where the data set
     has them (CelebA's classic confounders), else the other chosen attributes; conditional removes the
-    directions of the other chosen attributes from the mean vector."""
+    directions of the other chosen attributes from the mean vector (either is left out when there is nothing to
+    balance or condition on)."""
     others = tuple(a for a in chosen if a != attribute)
     confounders = tuple(c for c in DEFAULT_CONFOUNDERS if c in names and c != attribute) or others
-    return [VectorSpec(attribute, "mean"), VectorSpec(attribute, "balanced", confounders=confounders),
-            VectorSpec(attribute, "mean", condition_on=others)]
+    specs = [VectorSpec(attribute, "mean")]
+    if confounders:
+        specs.append(VectorSpec(attribute, "balanced", confounders=confounders))
+    if others:
+        specs.append(VectorSpec(attribute, "mean", condition_on=others))
+    return specs
 
 
 def spec_label(spec: VectorSpec) -> str:
@@ -67,8 +72,7 @@ def judge_edits(model: VAE, judge: Judge, images: np.ndarray, delta: np.ndarray,
     device = next(model.parameters()).device
     a = judge.names.index(attribute)
     others = [i for i in range(len(judge.names)) if i != a]
-    mu = torch.cat([model.encode(to_float(images[i:i + batch_size], device))[0]
-                    for i in range(0, len(images), batch_size)])
+    mu = _encode(model, images, batch_size)
     recon = _decode(model, mu, batch_size)
     p_recon = judge.model.probabilities(recon)
     step = torch.as_tensor(delta, dtype=torch.float32, device=device)
@@ -85,19 +89,23 @@ def judge_edits(model: VAE, judge: Judge, images: np.ndarray, delta: np.ndarray,
     return {"flip_rate": flip, "dependency": dependency, "pixel_change": pixels, "most_changed": changed}
 
 
+def _encode(model: VAE, images: np.ndarray, batch_size: int) -> torch.Tensor:
+    device = next(model.parameters()).device
+    return torch.cat([model.encode(to_float(images[i:i + batch_size], device))[0]
+                      for i in range(0, len(images), batch_size)])
+
+
 def _decode(model: VAE, z: torch.Tensor, batch_size: int) -> torch.Tensor:
     """Decoded images, float32 on the CPU (where the judge runs)."""
     return torch.cat([model.decode(z[i:i + batch_size]).float().cpu() for i in range(0, len(z), batch_size)])
 
 
 @torch.inference_mode()
-def positive_rate(model: VAE, judge: Judge, images: np.ndarray, attribute: str, reconstruct: bool) -> float:
+def positive_rate(model: VAE, judge: Judge, images: np.ndarray, attribute: str, reconstruct: bool,
+                  batch_size: int = 256) -> float:
     """Share of `images` (or of their reconstructions) that the judge calls positive for `attribute`."""
-    device = next(model.parameters()).device
-    x = to_float(images, device)
-    if reconstruct:
-        x = model.decode(model.encode(x)[0]).float()
-    return float((judge.model.probabilities(x.cpu())[:, judge.names.index(attribute)] > THRESHOLD).mean())
+    x = _decode(model, _encode(model, images, batch_size), batch_size) if reconstruct else to_float(images, "cpu")
+    return float((judge.model.probabilities(x)[:, judge.names.index(attribute)] > THRESHOLD).mean())
 
 
 def edit_quality(model: VAE, dataset: Dataset, judge: Judge, encodings: dict[str, np.ndarray],
@@ -136,3 +144,10 @@ def edit_quality(model: VAE, dataset: Dataset, judge: Judge, encodings: dict[str
     return {"alphas": alphas, "attributes": rows, "missing": [a for a in attributes if a not in present],
             "threshold": THRESHOLD}
 
+
+def mean_flip_rate(result: dict) -> float | None:
+    """The headline of an "edits" result: the mean over attributes of the mean-difference vector's flip rate at
+    the largest α (None when nothing was edited)."""
+    flips = [v["flip_rate"][-1] for a in result.get("attributes", []) for v in a.get("vectors", [])
+             if v.get("method") == "mean" and "flip_rate" in v]
+    return float(np.mean(flips)) if flips else None

@@ -25,9 +25,9 @@ from core.fileio import write_json
 from core.labels import DimLabel, dim_name
 from core.metrics.beta_vae import beta_vae_score
 from core.metrics.codes import CachedRepresentation, encoder_means
-from core.metrics.classifier import ClassifierSettings, load_or_train
+from core.metrics.classifier import ClassifierSettings, data_fingerprint, load_or_train
 from core.metrics.dci import dci_score
-from core.metrics.edits import DEFAULT_ATTRIBUTES, edit_quality, parse_list
+from core.metrics.edits import DEFAULT_ATTRIBUTES, edit_quality, mean_flip_rate, parse_list
 from core.metrics.factor_vae import factor_vae_score
 from core.metrics.likelihood import likelihood, reconstruction_error
 from core.metrics.mig import mig_score
@@ -109,7 +109,8 @@ def _edits(ctx: Context, seed: int, attributes: str = ",".join(DEFAULT_ATTRIBUTE
         return {"skipped": f"{ctx.dataset.name} has none of the attributes {', '.join(chosen)}; choose some with "
                            f"--set edits.attributes=A,B (it has: {', '.join(names) or 'none'})"}
     judge = load_or_train(ctx.run.path, ctx.dataset, ClassifierSettings(
-        ctx.dataset.name, ctx.run.config.data.seed, tuple(names), classifier_steps, 64, classifier_test_images, seed))
+        ctx.dataset.name, ctx.run.config.data.seed, data_fingerprint(ctx.dataset), tuple(names), classifier_steps, 64,
+        classifier_test_images, seed))
     device = str(next(ctx.model.parameters()).device)
     encodings = load_or_encode(ctx.run, "train", num_train, ctx.dataset, device)
     out = edit_quality(ctx.model, ctx.dataset, judge, encodings, chosen, parse_list(alphas, float), num_faces, seed)
@@ -264,7 +265,7 @@ def summary(doc: dict, labels: dict[int, DimLabel] | None = None) -> str:
     edits = doc["results"].get("edits", {})
     if edits.get("attributes"):
         alphas = "  ".join(f"a={a:g}".rjust(6) for a in edits["alphas"])
-        lines += ["", f"edits: share of held-out faces without the attribute judged to have it after z + a*dZ",
+        lines += ["", "edits: share of held-out faces without the attribute judged to have it after z + a*dZ",
                   f"{'attribute':14s} {'vector':12s} {'judge AUC':>9s}  {alphas}  {'pixel change at max a':>21s}"]
         for a in edits["attributes"]:
             auc = f"{a['judge_auc']:.3f}" if a.get("judge_auc") is not None else "-"
@@ -297,8 +298,8 @@ def _headline(name: str, r: dict) -> tuple[str, str]:
         bce = f", BCE {r['bce_per_pixel']:.4f}" if "bce_per_pixel" in r else ""
         return f"{r['mse_per_pixel']:.4f}", f"MSE per pixel{bce}"
     if name == "edits":
-        flips = [v["flip_rate"][-1] for a in r["attributes"] for v in a.get("vectors", []) if v["method"] == "mean"]
-        score = f"{np.mean(flips):.3f}" if flips else "-"
-        return score, f"mean flip rate at a={r['alphas'][-1]:g} (mean vectors, {len(flips)} attributes)"
+        flip = mean_flip_rate(r)
+        return (f"{flip:.3f}" if flip is not None else "-"), (f"mean flip rate at a={r['alphas'][-1]:g} (mean vectors, "
+                                                              f"{len(r['attributes'])} attributes)")
     mean = r["mean_auc"]
     return (f"{mean:.3f}" if mean is not None else "-"), f"mean probe ROC-AUC, {len(r['attributes'])} attributes"

@@ -1,0 +1,148 @@
+"""Edit quality: flip rates judged by an attribute classifier, on planted stand-ins and a tiny SynthFaces run."""
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+from core.config import ConfigError
+from core.data.synthfaces import SynthFaces
+from core.metrics.classifier import INFO, ClassifierSettings, Judge, data_fingerprint, load_or_train
+from core.metrics.edits import judge_edits, parse_list, positive_rate, spec_label, vector_specs
+from core.metrics.evaluate import evaluate_run, load_eval, summary
+from core.runs import Run
+
+# Small enough for a test; 60 judge steps still learn SynthFaces' eyewear and smile (150 steps: AUC 1.0 on all 16).
+QUICK = ["edits.classifier_steps=60", "edits.classifier_test_images=300", "edits.num_faces=16",
+         "edits.num_train=400", "edits.alphas=0,1,3"]
+
+
+class Brightness(torch.nn.Module):
+    """A planted 'VAE' with one latent dim: the code is an image's mean brightness, decoding paints it flat."""
+
+    def __init__(self):
+        super().__init__()
+        self.anchor = torch.nn.Parameter(torch.zeros(1))  # gives the stub a device
+
+    def encode(self, x):
+        mu = x.mean(dim=(1, 2, 3))[:, None]
+        return mu, torch.zeros_like(mu)
+
+    def decode(self, z):
+        return z.clamp(0, 1)[:, :, None, None].expand(-1, 3, 64, 64)
+
+
+class Threshold:
+    """A planted judge: 'Bright' when brightness > 0.5, 'Grey' a smooth function of brightness, 'Fixed' never moves."""
+
+    def probabilities(self, images):
+        b = images.mean(dim=(1, 2, 3)).numpy()
+        return np.stack([(b > 0.5).astype(float), b, np.full_like(b, 0.3)], axis=1)
+
+
+def flat_images(levels):
+    return np.stack([np.full((3, 64, 64), round(255 * v), np.uint8) for v in levels])
+
+
+def test_planted_edits_flip_exactly_the_faces_pushed_past_the_judges_threshold():
+    judge = Judge(Threshold(), ["Bright", "Grey", "Fixed"], {}, "planted", cached=False)
+    images = flat_images([0.1, 0.2, 0.3, 0.4])
+    out = judge_edits(Brightness(), judge, images, np.array([1.0], np.float32), [0.0, 0.15, 0.35, 1.0], "Bright")
+    # brightness b + alpha passes 0.5 for: none; b=0.4; b=0.2,0.3,0.4 (0.2+0.35=0.55); all four
+    assert out["flip_rate"] == pytest.approx([0, 0.25, 0.75, 1.0])
+    # the image moves by alpha per pixel until it saturates at 1
+    levels = np.array([0.1, 0.2, 0.3, 0.4])
+    expected = [np.mean(np.minimum(levels + a, 1) - levels) for a in (0, 0.15, 0.35, 1.0)]
+    assert out["pixel_change"] == pytest.approx(expected, abs=0.01)
+    # 'Grey' follows brightness, 'Fixed' never moves: dependency is their mean |change| = half of Grey's
+    assert out["dependency"] == pytest.approx([e / 2 for e in expected], abs=0.01)
+    assert list(out["most_changed"][-1])[0] == "Grey"
+
+
+def test_vector_methods_balance_on_male_and_young_where_present_and_leave_out_what_has_nothing_to_use():
+    celeba = vector_specs("Smiling", ["Smiling", "Eyeglasses"], ["Smiling", "Eyeglasses", "Male", "Young"])
+    assert [(spec_label(s), s.confounders, s.condition_on) for s in celeba] == [
+        ("mean", (), ()), ("balanced", ("Male", "Young"), ()), ("conditional", (), ("Eyeglasses",))]
+    assert [spec_label(s) for s in vector_specs("Smiling", ["Smiling"], ["Smiling", "Bangs"])] == ["mean"]
+
+
+def test_parse_list_names_the_bad_value():
+    assert parse_list("0, 0.5 ,3", float) == [0.0, 0.5, 3.0]
+    with pytest.raises(ConfigError, match="'0,big'"):
+        parse_list("0,big", float)
+    with pytest.raises(ConfigError, match="empty"):
+        parse_list(" , ")
+
+
+@pytest.fixture(scope="module")
+def edited_run(tiny_runs_dir, tmp_path_factory):
+    """A copy of tiny-bvae evaluated with the edits metric (fast mode, shrunk further)."""
+    root = shutil.copytree(tiny_runs_dir, tmp_path_factory.mktemp("edits") / "runs")
+    run = Run(root / "tiny-bvae")
+    evaluate_run(run, ["edits"], fast=True, overrides=QUICK)
+    return run
+
+
+def test_fast_evaluation_writes_flip_rates_for_every_alpha(edited_run):
+    doc = load_eval(edited_run)
+    edits = doc["results"]["edits"]
+    assert edits["alphas"] == [0.0, 1.0, 3.0] and edits["fast"] is True and edits["missing"] == []
+    assert [a["name"] for a in edits["attributes"]] == ["Smiling", "Eyeglasses", "Sunglasses"]
+    for attribute in edits["attributes"]:
+        assert attribute["faces"] == 16
+        assert [v["method"] for v in attribute["vectors"]] == ["mean", "balanced", "conditional"]
+        for vector in attribute["vectors"]:
+            if "skipped" in vector:
+                continue
+            for key in ("flip_rate", "dependency", "pixel_change"):
+                assert len(vector[key]) == 3 and all(0 <= x <= 1 for x in vector[key]), key
+            assert vector["pixel_change"][0] == 0 and vector["dependency"][0] == 0  # alpha 0 is the reconstruction
+    assert "renderer's exact ground truth" in edits["judge"]["trained_on"]
+    # the judge learns SynthFaces' eyewear and smile from the renderer's exact labels in 60 steps
+    assert edits["judge"]["aucs"]["Eyeglasses"] > 0.9 and edits["judge"]["aucs"]["Smiling"] > 0.9
+    assert "Eyeglasses" in summary(doc) and "flip rate" in summary(doc)
+
+
+def test_flip_rate_at_alpha_zero_is_the_judges_false_positive_rate_on_reconstructions(edited_run):
+    dataset = SynthFaces()
+    judge = load_or_train(edited_run.path, dataset, _settings(edited_run))
+    assert judge.cached  # the evaluation's judge, read back from the run folder
+    model = edited_run.load_model()
+    test = dataset.indices("test")
+    without = test[~dataset.attributes.column("Eyeglasses")[test]][:40]
+    images = dataset.images(without)
+    delta = np.random.default_rng(0).normal(size=model.latent_dim).astype(np.float32)
+    out = judge_edits(model, judge, images, delta, [0.0, 2.0], "Eyeglasses", batch_size=7)
+    assert out["flip_rate"][0] == positive_rate(model, judge, images, "Eyeglasses", reconstruct=True)
+    assert out["pixel_change"][1] > 0
+
+
+def test_the_judge_is_retrained_when_its_cache_is_damaged_or_its_settings_change(edited_run, tmp_path):
+    run = Run(shutil.copytree(edited_run.path, tmp_path / "tiny-bvae"))
+    dataset = SynthFaces()
+    settings = _settings(run)
+    assert load_or_train(run.path, dataset, settings).cached
+    assert settings.data_fingerprint == data_fingerprint(dataset)
+    redrawn = ClassifierSettings(**{**settings.__dict__, "data_fingerprint": "re-rendered"})
+    assert not load_or_train(run.path, dataset, redrawn).cached  # the images changed: the judge is retrained
+    (run.path / INFO).write_text("{not json")
+    assert not load_or_train(run.path, dataset, settings).cached
+    tiny = ClassifierSettings(**{**settings.__dict__, "steps": 2, "test_images": 50})
+    assert not load_or_train(run.path, dataset, tiny).cached
+    assert json.loads((run.path / INFO).read_text())["settings"]["steps"] == 2
+    assert load_or_train(run.path, dataset, tiny).cached
+
+
+def test_a_data_set_without_the_chosen_attributes_is_skipped_with_the_known_names(edited_run, tmp_path):
+    run = Run(shutil.copytree(edited_run.path, tmp_path / "tiny-bvae"))
+    doc = evaluate_run(run, ["edits"], fast=True, overrides=["edits.attributes=Moustache"])
+    skipped = doc["results"]["edits"]["skipped"]
+    assert "Moustache" in skipped and "Eyeglasses" in skipped and "edits.attributes" in skipped
+
+
+def _settings(run: Run) -> ClassifierSettings:
+    recorded = json.loads((run.path / INFO).read_text())["settings"]
+    return ClassifierSettings(**{**recorded, "attributes": tuple(recorded["attributes"])})

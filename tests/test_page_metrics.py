@@ -1,0 +1,139 @@
+"""The Metrics page and its background evaluation: no eval.json, a SynthFaces run's scores and charts, a
+real-data run without disentanglement metrics, starting an evaluation (once), and missing data."""
+import json
+import os
+import shutil
+import signal
+import time
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from core.data import DataError
+from core.metrics.background import STATUS, evaluation_progress, evaluation_running, start_evaluation
+from core.metrics.evaluate import FILE, METRICS, evaluate_run
+from core.runs import Run, RunError
+from tests.tiny import use_copy
+
+ROOT = Path(__file__).resolve().parents[1]
+SMALL = ["mig.num_train=300", "reconstruction.num_images=32", "probes.num_train=300", "probes.num_test=200",
+         "edits.classifier_steps=30", "edits.classifier_test_images=200", "edits.num_faces=8", "edits.num_train=300",
+         "edits.alphas=0,1,2"]
+
+
+@pytest.fixture(scope="module")
+def evaluated(tiny_runs_dir, tmp_path_factory):
+    """tiny-bvae with a small eval.json; tiny-modvae posing as a CelebA run (its ground-truth metrics skipped)."""
+    root = shutil.copytree(tiny_runs_dir, tmp_path_factory.mktemp("metrics") / "runs")
+    doc = evaluate_run(Run(root / "tiny-bvae"), ["mig", "reconstruction", "probes", "edits"], fast=True,
+                       overrides=SMALL)
+    real = json.loads(json.dumps(doc))
+    real.update(run="tiny-modvae", dataset="celeba", step=Run(root / "tiny-modvae").checkpoint_step())
+    real["results"]["mig"] = {"skipped": "celeba has no ground-truth factors", "step": real["step"]}
+    (root / "tiny-modvae" / FILE).write_text(json.dumps(real))
+    return root
+
+
+def page(run: str) -> AppTest:
+    at = AppTest.from_file(str(ROOT / "dashboard" / "Home.py"), default_timeout=60)
+    at.query_params["run"] = run
+    return at.switch_page(str(ROOT / "pages" / "metrics.py")).run()
+
+
+def messages(at: AppTest) -> str:
+    return " ".join(str(m.value) for m in [*at.error, *at.warning, *at.info, *at.success])
+
+
+def chart_titles(at: AppTest) -> list[str]:
+    return [json.loads(c.proto.spec)["layout"]["title"]["text"] for c in at.get("plotly_chart")]
+
+
+def kill(run: Run) -> None:
+    """End the evaluation this test started (by its recorded pid) and wait until it is gone."""
+    pid = json.loads((run.path / STATUS).read_text())["pid"]
+    try:
+        os.killpg(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    for _ in range(100):
+        if not evaluation_running(run):
+            return
+        time.sleep(0.1)
+
+
+def test_a_run_without_eval_json_says_how_to_make_one(tiny_runs_dir, tmp_path, monkeypatch):
+    root = use_copy(tiny_runs_dir, tmp_path / "runs", monkeypatch)
+    (root / "tiny-modvae" / FILE).write_text('{"format": "latentlab-eval-1", "res')  # a truncated file counts as none
+    at = page("tiny-bvae")
+    assert not at.exception, at.exception
+    assert "no eval.json yet" in messages(at) and "python -m core evaluate tiny-bvae --fast" in messages(at)
+    assert "No run has an eval.json yet" in messages(at)
+    assert at.button(key="met_start").label.startswith("Evaluate tiny-bvae")
+
+
+def test_scores_charts_and_comparison_of_evaluated_runs(evaluated, tmp_path, monkeypatch):
+    use_copy(evaluated, tmp_path / "runs", monkeypatch)
+    at = page("tiny-bvae")
+    assert not at.exception, at.exception
+    scores = at.dataframe[0].value
+    assert list(scores["metric"]) == ["mig", "reconstruction", "probes", "edits"]
+    judge = at.dataframe[1].value
+    assert list(judge["attribute"]) == ["Smiling", "Eyeglasses", "Sunglasses"] and (judge["faces edited"] == 8).all()
+    assert sorted(at.dataframe[-1].value["run"]) == ["tiny-bvae", "tiny-modvae"]
+    titles = chart_titles(at)
+    assert any("held-out ROC-AUC" in t for t in titles) and any(t.endswith(": flip rate") for t in titles)
+    assert "β vs MIG" in titles and "Reconstruction error vs MIG" in titles
+    assert "renderer's exact ground truth" in " ".join(c.value for c in at.caption)
+
+    at.radio(key="met_edit_measure").set_value("pixel change").run()
+    assert any(t.endswith(": pixel change") for t in chart_titles(at))
+    at.selectbox(key="met_beta_metric").set_value("reconstruction MSE/pixel").run()
+    assert "β vs reconstruction MSE/pixel" in chart_titles(at)
+    assert not at.exception
+
+
+def test_a_real_data_run_says_it_has_no_disentanglement_metrics(evaluated, tmp_path, monkeypatch):
+    use_copy(evaluated, tmp_path / "runs", monkeypatch)
+    at = page("tiny-modvae")
+    assert not at.exception, at.exception
+    assert "celeba has no ground-truth factors, so the disentanglement metrics (mig)" in messages(at)
+
+
+def test_evaluate_starts_one_background_job_and_shows_its_progress(tiny_runs_dir, tmp_path, monkeypatch):
+    root = use_copy(tiny_runs_dir, tmp_path / "runs", monkeypatch)
+    run = Run(root / "tiny-bvae")
+    at = page("tiny-bvae")
+    try:
+        at.button(key="met_start").click().run()
+        assert not at.exception, at.exception
+        assert "Started evaluating tiny-bvae" in messages(at)
+        assert evaluation_running(run)
+        with pytest.raises(RunError, match="already running"):
+            start_evaluation(run)
+        for _ in range(300):  # the process announces its first metric within seconds
+            if evaluation_progress(run).current:
+                break
+            time.sleep(0.1)
+        p = evaluation_progress(run)
+        assert p.running and p.total == len(METRICS) and p.current == "beta_vae" and p.fraction == 0
+        at.run()
+        assert f"Evaluating **tiny-bvae** · 0 of {len(METRICS)} metrics done · now: beta_vae" in \
+            [b.proto.text for b in at.get("progress")]
+    finally:
+        kill(run)
+    p = evaluation_progress(run)
+    assert not p.running and p.done == 0 and f"[1/{len(METRICS)}] beta_vae" in p.log
+
+
+def test_evaluating_a_run_whose_data_is_missing_names_the_folder(tiny_runs_dir, tmp_path, monkeypatch):
+    root = use_copy(tiny_runs_dir, tmp_path / "runs", monkeypatch)
+    config = json.loads((root / "tiny-bvae" / "config.json").read_text())
+    config["data"].update(dataset="celeba", root=str(tmp_path / "no-celeba"))
+    (root / "tiny-bvae" / "config.json").write_text(json.dumps(config))
+    with pytest.raises(DataError, match="no-celeba"):
+        start_evaluation(Run(root / "tiny-bvae"))
+    at = page("tiny-bvae")
+    at.button(key="met_start").click().run()
+    assert not at.exception, at.exception
+    assert "no-celeba" in messages(at) and not (root / "tiny-bvae" / STATUS).exists()
