@@ -18,7 +18,7 @@ from core.train import OutOfMemory, Trainer, create_run
 from tests.tiny import fail_at, tiny_config
 
 ROOT = Path(__file__).resolve().parents[1]
-PAGES = ["home", "train", "traversals", "embeddings", "arithmetic", "generate", "compare"]
+PAGES = ["home", "train", "traversals", "embeddings", "arithmetic", "generate", "compare", "metrics"]
 
 
 def test_out_of_memory_suggests_a_smaller_batch(tmp_path):
