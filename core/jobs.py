@@ -184,7 +184,7 @@ def log_tail(run: Run, lines: int = 20) -> str:
         return ""
     # tqdm redraws its bar with carriage returns: keep only the last state of each line
     shown = []
-    for line in _read_tail(path).replace("\r\n", "\n").split("\n"):
+    for line in read_tail(path).replace("\r\n", "\n").split("\n"):
         shown += [part for part in line.split("\r") if part.strip()][-1:]
     return "\n".join(shown[-lines:])
 
@@ -195,8 +195,7 @@ def _start(run: Run, options: list[str], step: int, total: int | None = None) ->
     # The job keeps this process's working folder, so a relative data root means what it meant when it was
     # checked; `core` is found through PYTHONPATH. Unbuffered, so the log is current; a progress-bar line every
     # 10 s in the log file, not ten a second.
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])]),
-           "PYTHONUNBUFFERED": "1", "TQDM_MININTERVAL": "10"}
+    env = child_env(TQDM_MININTERVAL="10")
     try:
         with open(run.path / LOG, "a") as log:
             process = subprocess.Popen(command, env=env, stdin=subprocess.DEVNULL, stdout=log,
@@ -209,7 +208,13 @@ def _start(run: Run, options: list[str], step: int, total: int | None = None) ->
     threading.Thread(target=process.wait, daemon=True).start()
 
 
-def _read_tail(path: Path) -> str:
+def child_env(**extra: str) -> dict[str, str]:
+    """Environment of a background `python -m core ...` process: `core` importable, output unbuffered."""
+    path = os.pathsep.join([str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])])
+    return {**os.environ, "PYTHONPATH": path, "PYTHONUNBUFFERED": "1", **extra}
+
+
+def read_tail(path: Path) -> str:
     """The whole lines in the last TAIL_BYTES of a file."""
     with open(path, "rb") as f:
         start = max(0, f.seek(0, os.SEEK_END) - TAIL_BYTES)
@@ -224,7 +229,7 @@ def _last_train_records(run: Run) -> list[dict]:
     if not path.is_file():
         return []
     records = []
-    for line in _read_tail(path).splitlines():
+    for line in read_tail(path).splitlines():
         try:
             record = json.loads(line)
         except json.JSONDecodeError:

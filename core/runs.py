@@ -90,7 +90,7 @@ class Run:
     def write_status(self, state: str, **fields: Any) -> None:
         assert state in STATES, state
         if state == "running":
-            fields.setdefault("pid_started", _process_start(fields.get("pid")))
+            fields.setdefault("pid_started", process_start(fields.get("pid")))
         write_json(self.path / "status.json", {"state": state, "updated": time.time(), **fields})
 
     def status(self) -> dict[str, Any]:
@@ -101,7 +101,7 @@ class Run:
             return {"state": "unknown"}
         if not isinstance(status, dict) or status.get("state") not in STATES:
             return {"state": "unknown"}
-        if status["state"] == "running" and not _alive(status.get("pid"), status.get("pid_started")):
+        if status["state"] == "running" and not process_alive(status.get("pid"), status.get("pid_started")):
             fields = {k: v for k, v in status.items() if k not in ("state", "updated")}
             fields["error"] = ("the training process stopped without finishing (killed or crashed); "
                                "resume it to continue from the last checkpoint")
@@ -191,13 +191,13 @@ def _proc_stat(pid: Any) -> list[str] | None:
         return None
 
 
-def _process_start(pid: Any) -> int | None:
+def process_start(pid: Any) -> int | None:
     """Kernel start time of a process, to tell a live run from a reused pid."""
     fields = _proc_stat(pid)
     return int(fields[19]) if fields else None
 
 
-def _alive(pid: Any, started: Any = None) -> bool:
+def process_alive(pid: Any, started: Any = None) -> bool:
     if not isinstance(pid, int) or pid <= 0:
         return False
     try:

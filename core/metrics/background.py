@@ -8,7 +8,6 @@ for training), so it survives page reloads and Streamlit restarts. Its files in 
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
 import sys
@@ -17,8 +16,8 @@ import time
 from dataclasses import dataclass
 
 from core.fileio import locked, write_json
-from core.jobs import ROOT, _read_tail, check_data
-from core.runs import Run, RunError, _alive, _process_start
+from core.jobs import check_data, child_env, read_tail
+from core.runs import Run, RunError, process_alive, process_start
 
 LOG = "evaluate.log"
 STATUS = "evaluate.status.json"
@@ -49,15 +48,14 @@ def start_evaluation(run: Run, fast: bool = True) -> None:
             raise RunError(f"an evaluation of {run.name!r} is already running; wait for it to finish")
         command = [sys.executable, "-m", "core", "--runs-dir", str(run.path.parent.resolve()), "evaluate", run.name,
                    *(["--fast"] if fast else [])]
-        env = {**os.environ, "PYTHONUNBUFFERED": "1",
-               "PYTHONPATH": os.pathsep.join([str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])])}
+        env = child_env()
         try:
             with open(run.path / LOG, "w") as log:
                 process = subprocess.Popen(command, env=env, stdin=subprocess.DEVNULL, stdout=log,
                                            stderr=subprocess.STDOUT, start_new_session=True)
         except OSError as e:
             raise RunError(f"could not start the evaluation of {run.name!r}: {e}") from None
-        write_json(run.path / STATUS, {"pid": process.pid, "pid_started": _process_start(process.pid),
+        write_json(run.path / STATUS, {"pid": process.pid, "pid_started": process_start(process.pid),
                                        "command": command, "started": time.time()})
     threading.Thread(target=process.wait, daemon=True).start()  # reap it: a zombie would look alive
 
@@ -67,13 +65,13 @@ def evaluation_running(run: Run) -> bool:
         status = json.loads((run.path / STATUS).read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError):
         return False
-    return isinstance(status, dict) and _alive(status.get("pid"), status.get("pid_started"))
+    return isinstance(status, dict) and process_alive(status.get("pid"), status.get("pid_started"))
 
 
 def evaluation_progress(run: Run, lines: int = 15) -> EvaluationProgress:
     """Where the last background evaluation of `run` stands, from its log (empty when none was started here)."""
     path = run.path / LOG
-    text = _read_tail(path) if path.is_file() else ""
+    text = read_tail(path) if path.is_file() else ""
     steps = [m.groups() for m in map(_STEP.match, text.splitlines()) if m]
     running = evaluation_running(run)
     done, total, current = 0, 0, None

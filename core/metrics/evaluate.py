@@ -251,7 +251,7 @@ def summary(doc: dict, labels: dict[int, DimLabel] | None = None) -> str:
         if "skipped" in r:
             lines.append(f"{name:15s} {'-':>9s}  skipped: {r['skipped']}")
             continue
-        score, details = _headline(name, r)
+        score, details = headline(name, r)
         lines.append(f"{name:15s} {score:>9s}  {details:58s} {r['seconds']:8.1f}  {'fast' if r['fast'] else 'full'}")
     probes = doc["results"].get("probes", {})
     if probes.get("attributes"):
@@ -280,7 +280,7 @@ def summary(doc: dict, labels: dict[int, DimLabel] | None = None) -> str:
     return "\n".join(lines)
 
 
-def _headline(name: str, r: dict) -> tuple[str, str]:
+def headline(name: str, r: dict) -> tuple[str, str]:
     if name in ("beta_vae", "factor_vae"):
         extra = f", {r['num_active_dims']} active dims" if name == "factor_vae" else ""
         return f"{r['eval_accuracy']:.3f}", f"eval accuracy (train {r['train_accuracy']:.3f}){extra}"

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from core.config import ConfigError
 from core.metrics.edits import mean_flip_rate
-from core.metrics.evaluate import GROUND_TRUTH, _headline, load_eval
+from core.metrics.evaluate import GROUND_TRUTH, headline, load_eval
 from core.runs import Run, RunError
 
 # The one number per metric that the comparison table and the scatter plots use, with a readable name.
@@ -23,7 +23,7 @@ def score_rows(doc: dict) -> list[dict]:
         if "skipped" in r:
             rows.append({"metric": name, "score": None, "details": f"skipped: {r['skipped']}", "mode": "", "seconds": None})
             continue
-        score, details = _headline(name, r)
+        score, details = headline(name, r)
         rows.append({"metric": name, "score": None if score == "-" else float(score), "details": details,
                      "mode": "fast" if r.get("fast") else "full", "seconds": r.get("seconds")})
     return rows
