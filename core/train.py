@@ -31,6 +31,10 @@ from core.runs import Run, RunError, default_runs_dir
 logger = logging.getLogger(__name__)
 
 
+# A logged loss this many times the lowest one so far means the run has diverged (a spike is a few times).
+EXPLOSION = 100.0
+
+
 class Diverged(RuntimeError):
     pass
 
@@ -87,6 +91,7 @@ class Trainer:
         # shown in the sample grids: spread over the subset, whose sorted order groups similar images on grid data
         self.show_index = self.val_index[np.linspace(0, len(self.val_index) - 1, 8).round().astype(int)]
         self.step, self.wall = 0, 0.0
+        self.best_loss = math.inf  # lowest logged training loss, to tell an explosion from noise
         self._stop = False
 
     def _fixed_subset(self, split: str, n: int) -> np.ndarray:
@@ -113,6 +118,7 @@ class Trainer:
             self.run.truncate_metrics(self.step)
         last = self.run.metrics("train")
         self.wall = last[-1].get("wall", 0.0) if last else 0.0
+        self.best_loss = min((r["loss"] for r in last if isinstance(r.get("loss"), (int, float))), default=math.inf)
 
     def _clamp(self, batch: Batch) -> Clamp | None:
         if self.blocks is None:
@@ -233,9 +239,13 @@ class Trainer:
     def _train_record(self, sums: dict[str, torch.Tensor], count: int, images_per_s: float) -> dict:
         # one host sync (and under torchrun one all-reduce) per logging interval
         means = {k: (v / count).tolist() for k, v in distributed.mean_over_ranks(sums).items()}
-        if not all(math.isfinite(x) for x in [means["loss"], *means["kl_dims"]]):
-            raise Diverged(f"the loss became {means['loss']} at step {self.step}: lower --lr or add "
-                           "--warmup-steps; the last checkpoint before this is kept")
+        loss = means["loss"]
+        # Finite is not enough: an Adam blow-up can sit at 1e26 for thousands of steps before overflowing.
+        exploded = self.best_loss > 0 and loss > EXPLOSION * self.best_loss
+        if exploded or not all(math.isfinite(x) for x in [loss, *means["kl_dims"]]):
+            raise Diverged(f"the loss became {loss:.4g} at step {self.step} (lowest so far {self.best_loss:.4g}): "
+                           "lower --lr or add --warmup-steps; the last checkpoint before this is kept")
+        self.best_loss = min(self.best_loss, loss)
         record = {"type": "train", "step": self.step, "epoch": self.batches.epoch(self.step),
                   **{k: means[k] for k in ("loss", "recon", "kl", "kl_dims")},
                   "beta": self.objective.beta(self.step), "lr": self.optimizer.param_groups[0]["lr"],

@@ -53,3 +53,17 @@ def test_disk_full_while_checkpointing_leaves_the_previous_checkpoint_intact(tmp
     status = trainer.run.status()
     assert status["state"] == "failed" and "No space left" in status["error"]
     assert not [p for p in trainer.run.path.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_a_finite_but_exploding_loss_also_stops_the_run(tmp_path):
+    trainer = _trainer(tmp_path, steps=40, log_every=5, checkpoint_every=5)
+
+    def blow_up(trainer):
+        with torch.no_grad():
+            mu_rows = trainer.model.latent_dim  # the head's first half is the posterior mean
+            trainer.model.encoder.head[-1].weight[:mu_rows].mul_(1e4)  # huge means: KL ~1e8, still finite
+
+    fail_at(trainer, 17, blow_up)
+    with pytest.raises(Diverged, match=r"became \d"):  # a finite number, not inf or nan
+        trainer.fit()
+    assert trainer.run.status()["state"] == "failed" and trainer.run.checkpoint_step() == 15
