@@ -4,7 +4,7 @@ Projector export.
 
 RUN/embeddings/
   umap-<dataset>-<split>-<limit|all>-<params hash>.npz   coords (N, 2) float32, index (N,), params (JSON)
-  umap-....job               {"pid", "started"}: written by the launcher; a live pid means "don't start another"
+  umap-....job               {"pid", "pid_started", "started"}: written by the launcher; a live pid means "don't start another"
   umap-....progress          {"stage", "fraction"}: written by the worker while it runs
   umap-....log               the worker's output; its last line is the error when the worker dies
 
@@ -20,6 +20,7 @@ import os
 import re
 import subprocess
 import sys
+import threading
 import time
 import warnings
 from dataclasses import asdict, dataclass
@@ -31,7 +32,7 @@ import numpy as np
 from core.data import DataError, Dataset
 from core.encode import UNREADABLE, encodings_path, load_or_encode, read_encodings
 from core.fileio import atomic_path, locked, write_json
-from core.runs import Run
+from core.runs import Run, process_alive, process_start
 
 ROOT = Path(__file__).resolve().parents[1]
 # How the launcher starts a worker; a list so tests can swap in a stand-in worker.
@@ -220,7 +221,7 @@ def umap_status(run: Run, split: str, limit: int | None, params: UmapParams,
         return None
     pid, started = job.get("pid"), float(job.get("started", 0.0))
     elapsed = time.time() - started
-    if _alive(pid):
+    if process_alive(pid, job.get("pid_started")):  # a zombie or a reused pid counts as gone
         progress = _read_json(_sidecar(path, "progress")) or {}
         return UmapJob("running", pid=pid, elapsed=elapsed, stage=progress.get("stage", "starting"),
                        fraction=progress.get("fraction"))
@@ -248,7 +249,9 @@ def start_umap(run: Run, split: str, limit: int | None, params: UmapParams,
             # A session of its own, so the worker outlives a page rerun or a restarted dashboard.
             process = subprocess.Popen([*WORKER_COMMAND, *args], cwd=ROOT, stdin=subprocess.DEVNULL, stdout=log,
                                        stderr=subprocess.STDOUT, start_new_session=True)
-        write_json(_sidecar(path, "job"), {"pid": process.pid, "started": time.time(), "args": args})
+        write_json(_sidecar(path, "job"), {"pid": process.pid, "pid_started": process_start(process.pid),
+                                           "started": time.time(), "args": args})
+        threading.Thread(target=process.wait, daemon=True).start()  # reap it, as core.jobs does
     return UmapJob("running", pid=process.pid, stage="starting")
 
 
@@ -300,26 +303,6 @@ def _last_line(path: Path) -> str:
     except OSError:
         return ""
     return lines[-1] if lines else ""
-
-
-def _alive(pid) -> bool:
-    """Whether the worker still runs. Our own finished child is reaped here (else it lingers as a zombie that
-    looks alive); a pid reused by an unrelated process is caught by its command line where /proc exists."""
-    if not isinstance(pid, int) or pid <= 0:
-        return False
-    try:
-        if os.waitpid(pid, os.WNOHANG)[0] == pid:
-            return False
-    except ChildProcessError:
-        pass  # not our child: started by another dashboard process
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    cmdline = Path(f"/proc/{pid}/cmdline")
-    return not cmdline.exists() or b"core.embed" in cmdline.read_bytes()
 
 
 # --- colourings, selections, export ------------------------------------------------------------

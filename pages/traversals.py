@@ -4,12 +4,12 @@ import streamlit as st
 
 from core.data import DataError
 from core.embed import load_encodings as cached_or_fresh_encodings
-from core.generate import sample_indices
+from core.generate import prior_codes, sample_indices
 from core.labels import DimLabel, LabelError, dim_name, labels_csv, labels_json, load_labels, save_label
 from core.runs import Run
 from core.suggest import MIN_ABS_R, Suggestion, attribute_correlations
 from core.traverse import (COLLAPSED_NATS, RANGE_MODES, collapsed, decode_grid, dim_ranges, encode_faces,
-                           kl_from_encodings, kl_from_metrics, kl_order, labelled_grid, png_bytes, prior_codes,
+                           kl_from_encodings, kl_from_metrics, kl_order, labelled_grid, png_bytes,
                            traversal_gif, traversal_values)
 from dashboard.common import load_data_or_none, load_encodings, load_model, pick_faces, pick_run, user_errors
 
@@ -121,7 +121,7 @@ with st.sidebar:
         st.session_state.setdefault("trav_prior_seed", 0)
         st.button("New face", key="trav_prior_new",
                   on_click=lambda: st.session_state.update(trav_prior_seed=st.session_state["trav_prior_seed"] + 1))
-        center = prior_codes(1, latent_dim, st.session_state["trav_prior_seed"])[0]
+        center = prior_codes(latent_dim, 1, st.session_state["trav_prior_seed"])[0]
         face_name, image = f"prior sample {st.session_state['trav_prior_seed']}", None
     else:
         center, face_name, image = np.zeros(latent_dim, np.float32), "prior mean", None
@@ -192,7 +192,7 @@ if dataset is not None:
     others_mu = faces(path, stamp, tuple(int(i) for i in others), dataset)[0]
     names = [face_name] + [f"face {int(i)}" for i in others]
 else:
-    others_mu = prior_codes(n_faces - 1, latent_dim, seed=1_000 + st.session_state.get("trav_prior_seed", 0))
+    others_mu = prior_codes(latent_dim, n_faces - 1, seed=1_000 + st.session_state.get("trav_prior_seed", 0))
     names = [face_name] + [f"prior sample {i + 1}" for i in range(n_faces - 1)]
 centers = np.concatenate([center[None], others_mu])[:n_faces]
 zoom = decoded(path, stamp, traversal_values(centers, [dim], zoom_steps, lo, hi))[:, 0]

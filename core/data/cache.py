@@ -35,6 +35,7 @@ from PIL import Image, ImageOps
 from tqdm import tqdm
 
 from core.data.base import IMAGE_SIZE, Attributes, DataError, Dataset
+from core.fileio import write_json
 
 # Bump when decoding changes in a way that alters pixels: old caches are then ignored.
 FORMAT_VERSION = 1
@@ -244,7 +245,7 @@ def _build(root: Path, files: list[str], crop: SquareCrop, path: Path, tag: str,
                 os.replace(compact, path)
         else:
             os.replace(full, path)
-    _write_json(_sidecar(path), {"version": FORMAT_VERSION, "root": str(root), "crop": asdict(crop),
+    write_json(_sidecar(path), {"version": FORMAT_VERSION, "root": str(root), "crop": asdict(crop),
                                  "kept": kept, "failed": failed})
     cache = ImageCache(path, kept, failed, time.perf_counter() - start)
     logger.info("%s", cache.summary())
@@ -296,12 +297,6 @@ def _temporary(directory: Path, suffix: str) -> Iterator[Path]:
         yield Path(name)
     finally:
         Path(name).unlink(missing_ok=True)
-
-
-def _write_json(path: Path, content: dict) -> None:
-    with _temporary(path.parent, ".json") as temporary:
-        temporary.write_text(json.dumps(content))
-        os.replace(temporary, path)
 
 
 def lookup(files: Sequence[str], row_of: dict[str, int], table: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
