@@ -39,6 +39,12 @@ def init(device: str = "auto") -> None:
 
 def shutdown() -> None:
     if dist.is_initialized():
+        # Tear down together: a rank that destroys its group while a peer is still talking makes the peer's
+        # gloo thread abort ("terminate called without an active exception", seen in CI at resume's end).
+        try:
+            dist.barrier()
+        except RuntimeError:
+            pass  # a peer already failed; nothing to wait for
         dist.destroy_process_group()
 
 
