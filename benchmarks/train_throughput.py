@@ -7,9 +7,10 @@ then end to end with the real data path.
 Each speed-up is tried on top of the best setup so far and kept only if it was faster (bf16 autocast on a
 CPU without bf16 matmul units is usually slower). On CUDA the candidates are bf16 autocast, channels_last,
 fused Adam, torch.compile and a larger batch; on CPU channels_last, bf16 autocast and a larger batch.
-The CUDA paths have not been run yet (no GPU where this was written). End to end adds the data path the
-trainer uses (core.batches + core.train.to_float): SynthFaces rendered on the fly, and a uint8 image cache
-the size of CelebA's train split (--cache-images, default 162,770 on CUDA; small on CPU).
+The speed-ups are core.speed's, the ones the trainer uses. End to end runs core.train.Trainer's own step
+with its data feed (core.feed: resident on the GPU when the data fits, else streamed with read-ahead) on
+SynthFaces and on a uint8 image cache the size of CelebA's train split (--cache-images, default 162,770 on
+CUDA; small on CPU); one epoch of that cache takes 162,770 / images/s seconds.
 
 Columns: images/s (median step time after warm-up); TFLOP/s achieved (FLOPs of one training step counted
 with FlopCounterMode: convolutions and matmuls); % of a plain matmul's rate measured in the same run (bf16
@@ -31,26 +32,23 @@ import numpy as np
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from core.batches import ShuffledBatches
-from core.config import PRESETS, ArchConfig, DataConfig, LossConfig
+from core.config import PRESETS, ArchConfig, DataConfig, LossConfig, RunConfig, TrainConfig
 from core.data import load_dataset
 from core.losses import Objective
 from core.models.vae import VAE
-from core.train import pick_device, to_float
+from core.speed import Speedups
+from core.train import Trainer, create_run, pick_device
 
 
 @dataclass(frozen=True)
 class Setup:
     batch: int = 64
-    bf16: bool = False
-    channels_last: bool = False
-    fused_adam: bool = False
-    compiled: bool = False
+    speed: Speedups = Speedups()
 
 
 def candidates(device: torch.device, big_batch: int) -> list[tuple[str, dict]]:
-    """Speed-ups to try, in order, as changes to a Setup."""
-    if device.type == "cuda":  # untested on a GPU so far
+    """Speed-ups to try, in order, as changes to a Setup's Speedups (or its batch)."""
+    if device.type == "cuda":
         return [("+ bf16 autocast", {"bf16": True}), ("+ channels_last", {"channels_last": True}),
                 ("+ fused Adam", {"fused_adam": True}), ("+ torch.compile", {"compiled": True}),
                 (f"+ batch {big_batch}", {"batch": big_batch})]
@@ -58,21 +56,26 @@ def candidates(device: torch.device, big_batch: int) -> list[tuple[str, dict]]:
             (f"+ batch {big_batch}", {"batch": big_batch})]
 
 
+def changed(setup: Setup, change: dict) -> Setup:
+    if "batch" in change:
+        return replace(setup, batch=change["batch"])
+    return replace(setup, speed=replace(setup.speed, **change))
+
+
 def make_step(arch: ArchConfig, setup: Setup, device: torch.device) -> Callable[[torch.Tensor], torch.Tensor]:
-    """One optimizer step of the trainer's objective (beta-VAE), with `setup`'s speed-ups."""
+    """One optimizer step of the trainer's objective (beta-VAE) on a given batch: the compute alone."""
     torch.manual_seed(0)
-    model = VAE(arch).to(device)
-    if setup.channels_last:
-        model = model.to(memory_format=torch.channels_last)
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-4, fused=True if setup.fused_adam else None)
+    speed = setup.speed
+    model = speed.prepare(VAE(arch).to(device))
+    optimizer = speed.optimizer(model.parameters(), lr=1e-4)
     objective = Objective(LossConfig(beta=4.0))
-    forward = torch.compile(model) if setup.compiled else model
+    forward = speed.forward(model)
 
     def step(x: torch.Tensor) -> torch.Tensor:
-        if setup.channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=setup.bf16):
-            loss = objective(forward(x), x, 1000)["loss"]
+        x = speed.images(x)
+        with speed.autocast(device):
+            out = forward(x)
+        loss = objective(out.float(), x, 1000)["loss"]
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -126,14 +129,19 @@ class RandomCache:
     what the trainer reads per step from a cached CelebA, without needing CelebA."""
 
     name = "uint8 cache"
+    is_ground_truth = False
 
     def __init__(self, folder: Path, n: int, chunk: int = 8192):
+        self.split = np.zeros(n, np.int8)
         self.array = np.lib.format.open_memmap(folder / "cache.npy", mode="w+", dtype=np.uint8, shape=(n, 3, 64, 64))
         rng = np.random.default_rng(0)
         for start in range(0, n, chunk):
             stop = min(n, start + chunk)
             self.array[start:stop] = rng.integers(0, 256, (stop - start, 3, 64, 64), dtype=np.uint8)
         self.array.flush()
+
+    def __len__(self) -> int:
+        return len(self.array)
 
     def indices(self, split: str) -> np.ndarray:
         return np.arange(len(self.array))
@@ -177,23 +185,37 @@ def bench_preset(preset: str, arch: ArchConfig, device: torch.device, a: argpars
     rows = [measure(preset, f"eager fp32, batch {a.batch}", arch, best, device, synthetic, a, per_image, peak)]
     best_rate = rows[0].images_per_s
     for what, change in candidates(device, a.big_batch):
-        setup = replace(best, **change)
+        setup = changed(best, change)
         row = measure(preset, what, arch, setup, device, synthetic, a, per_image, peak)
         if row.images_per_s > best_rate:
             best, best_rate, row.kept = setup, row.images_per_s, "kept"
         else:
             row.kept = "dropped (slower)"
         rows.append(row)
-    for name, data in (("SynthFaces rendered", load_dataset(DataConfig("synthfaces"))),
+    for name, data in (("SynthFaces", load_dataset(DataConfig("synthfaces"))),
                        (f"uint8 cache of {len(cache.array):,}", cache)):
-        batches = ShuffledBatches(data, best.batch, seed=0)
-        steps = iter(range(10**9))
-
-        def real(batch: int, batches=batches, steps=steps) -> torch.Tensor:  # the trainer's data path
-            return to_float(batches(next(steps)).images, device)
-
-        rows.append(measure(preset, f"end to end, {name}", arch, best, device, real, a, per_image, peak))
+        rows.append(end_to_end(preset, f"end to end (trainer), {name}", arch, best, device, data, a, per_image, peak))
     return rows
+
+
+def end_to_end(preset: str, what: str, arch: ArchConfig, setup: Setup, device: torch.device, data,
+               a: argparse.Namespace, per_image: float, peak: float) -> Row:
+    """core.train.Trainer's own step with its own data feed (resident on CUDA when the data fits)."""
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    speed = setup.speed
+    mode = "fast" if (speed.bf16 or speed.channels_last or speed.fused_adam) else "plain"
+    config = RunConfig(f"bench-{preset}", arch=arch, loss=LossConfig(beta=4.0),
+                       train=TrainConfig(batch_size=setup.batch, device=str(device), mode=mode,
+                                         compile=speed.compiled, threads=torch.get_num_threads()))
+    with tempfile.TemporaryDirectory() as tmp:
+        trainer = Trainer(create_run(config, Path(tmp)), dataset=data, progress=False)
+        steps = iter(range(10**9))
+        seconds = median_seconds(lambda: trainer.train_step(next(steps)), device, a.warmup, a.steps)
+        trainer.feed.close()
+    rate = setup.batch / seconds
+    return Row(preset, f"{what} ({trainer.feed.describe().split(' (')[0]})", setup.batch, rate,
+               rate * per_image / 1e12, 100 * rate * per_image / peak, peak_memory_mb(device))
 
 
 def table(rows: list[Row]) -> str:

@@ -1,4 +1,5 @@
 """Training batches as a pure function of (seed, step), so a resumed run sees exactly the same data.
+A batch names images by index; core.feed turns indices into pixels on the training device.
 
 `ShuffledBatches` walks the train split in a fresh permutation every epoch (VAE, beta-VAE).
 `GroupedBatches` builds ModVAE batches out of groups: on ground-truth data each group varies one
@@ -15,7 +16,7 @@ from core.data.base import DataError, Dataset, GroundTruthData
 
 @dataclass
 class Batch:
-    images: np.ndarray  # uint8 (B, 3, 64, 64)
+    index: np.ndarray  # (B,) int64 image indices into the data set (grid indices on ground-truth data)
     groups: np.ndarray | None = None  # (B,) group id, ModVAE only
     fixed: np.ndarray | None = None  # (B, F) bool: factors held fixed within the sample's group
 
@@ -41,8 +42,7 @@ class ShuffledBatches:
         epoch, pos = divmod(step, self.steps_per_epoch)
         if epoch != self._epoch:
             self._epoch, self._order = epoch, step_rng(self.seed, epoch, 1).permutation(self.train)
-        index = np.sort(self._order[pos * self.batch_size:(pos + 1) * self.batch_size])
-        return Batch(self.dataset.images(index))
+        return Batch(np.sort(self._order[pos * self.batch_size:(pos + 1) * self.batch_size]))
 
 
 class GroupedBatches:
@@ -92,7 +92,7 @@ class GroupedBatches:
             mask = np.ones((n, data.num_factors), bool)
             mask[:, k] = False
             fixed.append(mask)
-        return Batch(data.images_from_factors(np.concatenate(factors)), np.concatenate(groups), np.concatenate(fixed))
+        return Batch(data.factors_to_index(np.concatenate(factors)), np.concatenate(groups), np.concatenate(fixed))
 
     def _identity_batch(self, rng: np.random.Generator) -> Batch:
         index, groups, filled = [], [], 0
@@ -105,7 +105,7 @@ class GroupedBatches:
         index = np.concatenate(index)
         order = np.argsort(index, kind="stable")  # ascending indices read a memory-mapped cache faster
         groups = np.concatenate(groups)[order]
-        return Batch(self.dataset.images(index[order]), groups, np.ones((len(index), 1), bool))
+        return Batch(index[order], groups, np.ones((len(index), 1), bool))
 
 
 def make_batches(dataset: Dataset, model: str, batch_size: int, group_size: int, seed: int):

@@ -42,6 +42,13 @@ def _train_parser(sub) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto", help="auto (CUDA if present), cpu, cuda, cuda:1, ...")
     p.add_argument("--threads", type=int, default=0, help="CPU threads (0: PyTorch's default)")
+    speed = p.add_mutually_exclusive_group()
+    speed.add_argument("--plain", dest="mode", action="store_const", const="plain", default="auto",
+                       help="plain fp32 eager steps (default on CPU); without it CUDA runs use bf16 autocast, "
+                            "channels_last and fused Adam")
+    speed.add_argument("--fast", dest="mode", action="store_const", const="fast",
+                       help="the CUDA speed-ups on any device (on CPU usually slower)")
+    p.add_argument("--compile", action="store_true", help="torch.compile the network (about a minute up front)")
     p.add_argument("--log-every", type=int, default=10)
     p.add_argument("--val-every", type=int, default=0, help="validation interval in steps (default: every epoch)")
     p.add_argument("--checkpoint-every", type=int, default=500)
@@ -62,7 +69,7 @@ def config_from_args(a: argparse.Namespace, argv: list[str]) -> RunConfig:
         modvae=ModVAEConfig(a.dims_per_factor, a.group_size),
         data=DataConfig(a.dataset, a.data_root, a.attributes_csv, a.data_seed),
         train=TrainConfig(a.steps or 2000, a.batch_size, a.lr, a.seed, a.device, a.log_every, a.val_every,
-                          512, a.checkpoint_every, a.sample_every, a.threads),
+                          512, a.checkpoint_every, a.sample_every, a.threads, a.mode, a.compile),
         command=shlex.join(["python", "-m", "core", *argv]),
     ).validate()
 

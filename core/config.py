@@ -79,6 +79,8 @@ class TrainConfig:
     checkpoint_every: int = 500
     sample_every: int = 500
     threads: int = 0  # 0: torch default
+    mode: str = "auto"  # step speed-ups (core.speed): auto = fast on CUDA, plain on CPU; or "fast" / "plain"
+    compile: bool = False  # torch.compile the network
 
 
 @dataclass
@@ -99,6 +101,7 @@ class RunConfig:
             (self.model in MODELS, f"model {self.model!r}: use one of {', '.join(MODELS)}"),
             (self.data.dataset in DATASETS, f"dataset {self.data.dataset!r}: use one of {', '.join(DATASETS)}"),
             (self.loss.reconstruction in RECONSTRUCTIONS, f"reconstruction {self.loss.reconstruction!r}: use one of {', '.join(RECONSTRUCTIONS)}"),
+            (self.train.mode in ("auto", "fast", "plain"), f"train.mode {self.train.mode!r}: use auto, fast or plain"),
             (self.arch.norm in ("none", "group"), f"arch.norm {self.arch.norm!r}: use 'none' or 'group'"),
             (1 <= self.arch.latent_dim <= 1024, f"latent_dim {self.arch.latent_dim}: must be between 1 and 1024"),
             (len(self.arch.channels) == 4 and all(c > 0 for c in self.arch.channels), "arch.channels: need 4 positive channel counts (64->4 px in four stride-2 steps)"),

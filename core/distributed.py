@@ -93,8 +93,8 @@ def shard_rows(batch_size: int) -> slice:
 def shard_batch(batch: Batch) -> Batch:
     if world() == 1:
         return batch
-    rows = shard_rows(len(batch.images))
-    return replace(batch, images=batch.images[rows],
+    rows = shard_rows(len(batch.index))
+    return replace(batch, index=batch.index[rows],
                    groups=None if batch.groups is None else batch.groups[rows],
                    fixed=None if batch.fixed is None else batch.fixed[rows])
 

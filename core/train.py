@@ -21,11 +21,13 @@ from core import distributed
 from core.batches import Batch, make_batches
 from core.config import RunConfig
 from core.data import Dataset, load_dataset
+from core.feed import Feed
 from core.images import grid, save_png
 from core.losses import Objective
 from core.models.modvae import Clamp, FactorBlocks
 from core.models.vae import VAE
 from core.runs import Run, RunError, default_runs_dir
+from core.speed import Speedups
 
 
 logger = logging.getLogger(__name__)
@@ -80,10 +82,14 @@ class Trainer:
         self.device = distributed.local_device(pick_device(cfg.train.device))
         self.dataset = dataset if dataset is not None else load_dataset(cfg.data, progress=self.progress)
         self.batches = make_batches(self.dataset, cfg.model, cfg.train.batch_size, cfg.modvae.group_size, cfg.train.seed)
+        self.feed = Feed(self.dataset, lambda step: distributed.shard_batch(self.batches(step)), self.device,
+                         progress=self.progress)
+        self.speed = Speedups.for_run(cfg.train.mode, cfg.train.compile, self.device)
         torch.manual_seed(cfg.train.seed)
-        self.model = VAE(cfg.arch).to(self.device)
-        self.train_model = distributed.wrap(self.model, self.device)  # DDP under torchrun, else self.model
-        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=cfg.train.lr)
+        self.model = self.speed.prepare(VAE(cfg.arch).to(self.device))
+        # DDP under torchrun, else self.model; compiled if asked
+        self.train_model = self.speed.forward(distributed.wrap(self.model, self.device))
+        self.optimizer = self.speed.optimizer(self.model.parameters(), cfg.train.lr)
         self.objective = Objective(cfg.loss)
         self.blocks = (FactorBlocks(self.batches.num_factors, cfg.modvae.dims_per_factor, cfg.arch.latent_dim)
                        if cfg.model == "modvae" else None)
@@ -123,8 +129,8 @@ class Trainer:
     def _clamp(self, batch: Batch) -> Clamp | None:
         if self.blocks is None:
             return None
-        fixed = torch.from_numpy(batch.fixed).to(self.device)
-        groups = torch.from_numpy(batch.groups).to(self.device)
+        fixed = torch.from_numpy(batch.fixed).to(self.device, non_blocking=True)
+        groups = torch.from_numpy(batch.groups).to(self.device, non_blocking=True)
         return Clamp(groups, self.blocks.dim_mask(fixed), int(batch.groups.max()) + 1)
 
     def _generator(self, step: int) -> torch.Generator:
@@ -133,13 +139,14 @@ class Trainer:
         return g
 
     def train_step(self, step: int) -> dict[str, torch.Tensor]:
-        batch = distributed.shard_batch(self.batches(step))
-        x = to_float(batch.images, self.device)
+        batch, x = self.feed(step)
+        x = self.speed.images(x)
         clamp = self._clamp(batch)
         generator = self._generator(step)
         distributed.skip_noise(generator, self.config.train.batch_size, self.config.arch.latent_dim)
-        out = self.train_model(x, generator, clamp)
-        terms = self.objective(out, x, step, clamp)
+        with self.speed.autocast(self.device):
+            out = self.train_model(x, generator, clamp)
+        terms = self.objective(out.float(), x, step, clamp)
         self.optimizer.zero_grad(set_to_none=True)
         terms["loss"].backward()
         self.optimizer.step()
@@ -187,7 +194,7 @@ class Trainer:
         cfg = self.config.train
         val_every = cfg.val_every or self.batches.steps_per_epoch
         previous = signal.signal(signal.SIGTERM, self._on_sigterm) if _main_thread() else None
-        self._status("running")
+        self._status("running", speedups=self.speed.names(), feed=self.feed.describe())
         self.model.train()
         sums: dict[str, torch.Tensor] = {}
         count, t_last = 0, time.perf_counter()
@@ -230,6 +237,7 @@ class Trainer:
             raise
         finally:
             bar.close()
+            self.feed.close()
             if previous is not None:
                 signal.signal(signal.SIGTERM, previous)
         self.checkpoint()

@@ -93,9 +93,9 @@ def test_torchrun_matches_one_process_and_stops_and_resumes_cleanly(tmp_path):
 def test_batches_split_into_contiguous_equal_shards(monkeypatch):
     monkeypatch.setattr(distributed, "world", lambda: 2)
     monkeypatch.setattr(distributed, "rank", lambda: 1)
-    batch = Batch(np.arange(8).reshape(8, 1), groups=np.arange(8) // 4, fixed=np.eye(8, dtype=bool))
+    batch = Batch(np.arange(8), groups=np.arange(8) // 4, fixed=np.eye(8, dtype=bool))
     shard = distributed.shard_batch(batch)
-    assert shard.images.ravel().tolist() == [4, 5, 6, 7] and shard.groups.tolist() == [1, 1, 1, 1]
+    assert shard.index.tolist() == [4, 5, 6, 7] and shard.groups.tolist() == [1, 1, 1, 1]
     assert shard.fixed.shape == (4, 8) and shard.fixed[0, 4]
     with pytest.raises(RunError, match="multiple of 2"):
         distributed.check_batch_size(15)

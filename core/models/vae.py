@@ -17,6 +17,10 @@ class Output:
     logvar: torch.Tensor
     z: torch.Tensor
 
+    def float(self) -> "Output":
+        """fp32 copies of bf16 outputs (the losses are computed in fp32 on the fast path)."""
+        return Output(self.logits.float(), self.mu.float(), self.logvar.float(), self.z.float())
+
 
 class VAE(nn.Module):
     def __init__(self, arch: ArchConfig):
@@ -42,7 +46,8 @@ class VAE(nn.Module):
 
     @staticmethod
     def reparameterize(mu, logvar, generator: torch.Generator | None = None) -> torch.Tensor:
-        eps = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
+        # fp32 noise whatever the network's precision: the fast (bf16) and plain paths draw the same numbers
+        eps = torch.randn(mu.shape, generator=generator, device=mu.device)
         return mu + eps * torch.exp(0.5 * logvar)
 
     def forward(self, x: torch.Tensor, generator: torch.Generator | None = None, clamp=None) -> Output:

@@ -1,0 +1,101 @@
+"""Training images as float tensors on the training device, so data never limits a GPU run.
+
+Resident (on CUDA when the data set fits in half the free GPU memory): every image is copied once into GPU
+memory as uint8 and each batch is gathered there; a step costs the host one small index copy and no sync.
+Streamed (CPU, or a data set too large to be resident): the next batch is read on a background thread while
+the current one trains, and on CUDA it travels from pinned memory asynchronously.
+Either way the pixels are a function of the batch's indices only, so both feeds give the same numbers.
+"""
+from __future__ import annotations
+
+import logging
+import os
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Callable
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from core.batches import Batch
+from core.data import Dataset
+from core.data.base import IMAGE_SIZE
+
+logger = logging.getLogger(__name__)
+
+IMAGE_BYTES = 3 * IMAGE_SIZE * IMAGE_SIZE
+_FILL_CHUNK = 4096
+
+
+def fits_on_device(n_images: int, device: torch.device) -> bool:
+    """Half the free memory for the images leaves the other half to activations and the optimizer."""
+    if device.type != "cuda":
+        return False
+    free, _ = torch.cuda.mem_get_info(device)
+    return n_images * IMAGE_BYTES <= free // 2
+
+
+def staged(images: np.ndarray, device: torch.device) -> torch.Tensor:
+    """Host images ready for an asynchronous copy to `device` (pinned on CUDA)."""
+    images = torch.from_numpy(np.ascontiguousarray(images))
+    return images.pin_memory() if device.type == "cuda" else images
+
+
+def as_float(images: torch.Tensor) -> torch.Tensor:
+    return images.float().div_(255)
+
+
+def resident_images(dataset: Dataset, device: torch.device, progress: bool = False) -> torch.Tensor:
+    """All of `dataset` as one uint8 (N, 3, 64, 64) tensor on `device`, filled chunk by chunk by all cores
+    (rendered data sets render in parallel: their numpy work releases the GIL)."""
+    store = torch.empty((len(dataset), 3, IMAGE_SIZE, IMAGE_SIZE), dtype=torch.uint8, device=device)
+    starts = range(0, len(dataset), _FILL_CHUNK)
+
+    def load(start: int) -> tuple[int, torch.Tensor]:
+        return start, staged(dataset.images(np.arange(start, min(start + _FILL_CHUNK, len(dataset)))), device)
+
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool, \
+            tqdm(total=len(dataset), disable=not progress, unit="img", desc=f"{dataset.name} -> {device}") as bar:
+        for start, chunk in pool.map(load, starts):
+            store[start:start + len(chunk)].copy_(chunk, non_blocking=True)
+            bar.update(len(chunk))
+    return store
+
+
+class Feed:
+    """`feed(step)` -> (batch, float images in [0, 1] on `device`)."""
+
+    def __init__(self, dataset: Dataset, batches: Callable[[int], Batch], device: torch.device,
+                 resident: bool | None = None, progress: bool = False):
+        self.dataset, self.batches, self.device = dataset, batches, device
+        if resident is None:
+            resident = fits_on_device(len(dataset), device)
+        self.store = resident_images(dataset, device, progress) if resident else None
+        self._pool = None if resident else ThreadPoolExecutor(max_workers=1, thread_name_prefix="feed")
+        self._next: tuple[int, Future] | None = None
+        logger.info("data feed: %s", self.describe())
+
+    def describe(self) -> str:
+        if self.store is not None:
+            return f"resident on {self.device} ({self.store.numel() / 2**30:.2f} GiB uint8)"
+        return f"streamed to {self.device} with one batch read ahead"
+
+    def __call__(self, step: int) -> tuple[Batch, torch.Tensor]:
+        if self.store is not None:
+            batch = self.batches(step)
+            index = torch.from_numpy(batch.index).to(self.device, non_blocking=True)
+            return batch, as_float(self.store.index_select(0, index))
+        pending, self._next = self._next, None
+        ahead = pending[1].result() if pending else None  # always waited for: the batch sampler is not thread-safe
+        batch, images = ahead if pending and pending[0] == step else self._read(step)
+        self._next = (step + 1, self._pool.submit(self._read, step + 1))
+        return batch, as_float(images.to(self.device, non_blocking=True))
+
+    def _read(self, step: int) -> tuple[Batch, torch.Tensor]:
+        batch = self.batches(step)
+        return batch, staged(self.dataset.images(batch.index), self.device)
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._next = None
