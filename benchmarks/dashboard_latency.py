@@ -1,4 +1,4 @@
-"""Dashboard latency on this machine: traversal grid, arithmetic slider, UMAP, page switches.
+"""Dashboard latency on this machine: traversal grid, arithmetic slider, encoding, UMAP, page switches.
 
     python benchmarks/dashboard_latency.py [--run checkpoints/demo-beta-vae] [--skip-umap]
 
@@ -31,6 +31,24 @@ def median_of(fn, n: int = 5) -> float:
     return statistics.median(timed(fn) for _ in range(n))
 
 
+def in_fresh_process(code: str) -> list[float]:
+    """The numbers `code` prints, run in a new Python process (cold caches, nothing imported yet)."""
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    return [float(x) for x in out.split()]
+
+
+def encode_10k(run_path: Path) -> tuple[float, float]:
+    """Encoding 10,000 test images in a fresh process, model loaded: (rendering + encoding, rendering alone)."""
+    code = ("import time; from core.runs import Run; from core.data import load_dataset; from core.encode import encode; "
+            f"run = Run({str(run_path)!r}); model = run.load_model(); data = load_dataset(run.config.data); "
+            "index = data.indices('test')[:10000]; encode(model, data, index[:512]); "
+            "t = time.perf_counter(); encode(model, data, index); total = time.perf_counter() - t; "
+            "t = time.perf_counter(); [data.images(index[i:i + 512]) for i in range(0, len(index), 512)]; "
+            "print(total, time.perf_counter() - t)")
+    total, rendering = in_fresh_process(code)
+    return total, rendering
+
+
 def grid_cold_and_warm(run_path: Path) -> tuple[float, float]:
     """First 64x9 grid decode in a fresh process (model load included), then the same page rerun from cache."""
     code = ("import time, numpy as np; from core.runs import Run; from core.traverse import *; "
@@ -38,8 +56,7 @@ def grid_cold_and_warm(run_path: Path) -> tuple[float, float]:
             "D = model.latent_dim; lo, hi = dim_ranges('prior', D); "
             "decode_grid(model, traversal_values(np.zeros(D, np.float32), list(range(D)), 9, lo, hi)); "
             "print(time.perf_counter() - t)")
-    cold = float(subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
-                                check=True).stdout)
+    (cold,) = in_fresh_process(code)
     app = page("traversals")
     warm = median_of(lambda: app.run())
     return cold, warm
@@ -101,6 +118,9 @@ def main() -> None:
                 ("traversal page rerun, warm (cached grid)", warm, "<= 0.1 s"),
                 ("arithmetic alpha slider round trip", slider_round_trip(), "<= 0.3 s"),
                 ("page switch (warm caches)", page_switch(), "")]
+        total, rendering = encode_10k(run_path)
+        rows += [("encode 10,000 test images (rendering included)", total, "<= 5 s"),
+                 ("of which rendering them (in the same 512-image chunks)", rendering, "")]
         if not a.skip_umap:
             u_cold, u_cached = umap_cold_and_cached(run_path, a.umap_points)
             rows += [(f"UMAP {a.umap_points:,} points, cold (fresh process, numba compile)", u_cold, ""),
