@@ -111,10 +111,17 @@ cuda = pytest.mark.skipif(not torch.cuda.is_available(),
 
 
 @cuda
-def test_cuda_uses_the_fast_path_and_resident_data_by_default(tmp_path):
+def test_cuda_uses_the_fast_path_and_resident_data_by_default_and_its_step_never_waits_for_the_gpu(tmp_path):
     trainer = Trainer(create_run(tiny_config("cuda-auto", steps=2, device="cuda"), tmp_path), progress=False)
     assert trainer.speed.names() == ["bf16", "channels_last", "fused_adam"]
     assert trainer.feed.store is not None and trainer.feed.store.device.type == "cuda"
+    trainer.train_step(0)  # first step: lazy CUDA initialisation may synchronise
+    torch.cuda.set_sync_debug_mode("error")  # any synchronising CUDA call in the step now raises
+    try:
+        for step in range(1, 6):
+            trainer.train_step(step)
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
 
 
 @cuda
