@@ -38,7 +38,7 @@ def _train_parser(sub) -> None:
     p.add_argument("--steps", type=int, help="optimizer steps (default 2000)")
     p.add_argument("--epochs", type=float, help="alternative to --steps: passes over the train split")
     p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--lr", type=float, default=5e-4)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto", help="auto (CUDA if present), cpu, cuda, cuda:1, ...")
     p.add_argument("--threads", type=int, default=0, help="CPU threads (0: PyTorch's default)")

@@ -58,7 +58,7 @@ def new_run_options() -> list[str]:
         else:
             options += ["--epochs", f"{st.number_input('Epochs', min_value=0.01, value=1.0, key='tr_epochs'):g}"]
         options += ["--batch-size", str(st.number_input("Batch size", 1, 65536, 64, key="tr_batch")),
-                    "--lr", f"{st.number_input('Learning rate', 0.0, 1.0, 1e-3, format='%.5f', key='tr_lr'):g}"]
+                    "--lr", f"{st.number_input('Learning rate', 0.0, 1.0, 5e-4, format='%.5f', key='tr_lr'):g}"]
         name = st.text_input("Run name", key="tr_name", placeholder="empty: <model>-<data set>-<time>",
                              help="letters, digits, '_', '-', '.'; a new folder in the runs folder").strip()
         if name:
