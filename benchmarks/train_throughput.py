@@ -214,7 +214,8 @@ def end_to_end(preset: str, what: str, arch: ArchConfig, setup: Setup, device: t
         seconds = median_seconds(lambda: trainer.train_step(next(steps)), device, a.warmup, a.steps)
         trainer.feed.close()
     rate = setup.batch / seconds
-    return Row(preset, f"{what} ({trainer.feed.describe().split(' (')[0]})", setup.batch, rate,
+    feed = "resident" if trainer.feed.store is not None else "streamed"
+    return Row(preset, f"{what} ({feed})", setup.batch, rate,
                rate * per_image / 1e12, 100 * rate * per_image / peak, peak_memory_mb(device))
 
 

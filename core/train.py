@@ -21,7 +21,7 @@ from core import distributed
 from core.batches import Batch, make_batches
 from core.config import RunConfig
 from core.data import Dataset, load_dataset
-from core.feed import Feed
+from core.feed import Feed, as_float, staged
 from core.images import grid, save_png
 from core.losses import Objective
 from core.models.modvae import Clamp, FactorBlocks
@@ -54,7 +54,9 @@ def pick_device(name: str) -> torch.device:
 
 
 def to_float(images: np.ndarray, device: torch.device) -> torch.Tensor:
-    return torch.from_numpy(np.ascontiguousarray(images)).to(device).float().div_(255)
+    """uint8 host images -> float in [0, 1] on `device`, through the feed's own staging and conversion."""
+    device = torch.device(device)  # callers pass "cpu" as often as a torch.device
+    return as_float(staged(images, device).to(device, non_blocking=True))
 
 
 def create_run(config: RunConfig, runs_dir: Path | None = None) -> Run:
