@@ -22,7 +22,7 @@ from pathlib import Path
 
 from core.metrics.evaluate import load_eval
 from core.metrics.tables import SCORES, comparison_rows
-from core.runs import Run, default_runs_dir
+from core.runs.folder import Run, default_runs_dir
 
 PALETTE = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b"]
 

@@ -92,10 +92,11 @@ def page_switch() -> float:
 
 
 def umap_cold_and_cached(run_path: Path, n: int) -> tuple[float, float]:
-    from core.embed import UmapParams, load_umap
-    from core.runs import Run
+    from core.explore.projection import UmapParams
+    from core.explore.umap_job import load_umap
+    from core.runs.folder import Run
 
-    cold = timed(lambda: subprocess.run([sys.executable, "-m", "core.embed", str(run_path), "train", str(n)],
+    cold = timed(lambda: subprocess.run([sys.executable, "-m", "core.explore.umap_job", str(run_path), "train", str(n)],
                                         cwd=ROOT, check=True, capture_output=True))
     run = Run(run_path)
     cached = median_of(lambda: load_umap(run, "train", n, UmapParams()))

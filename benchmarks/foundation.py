@@ -18,8 +18,8 @@ import torch
 
 from core.config import PRESETS, DataConfig, LossConfig, RunConfig, TrainConfig
 from core.data import load_dataset
-from core.runs import Run
-from core.train import Trainer
+from core.runs.folder import Run
+from core.training.loop import Trainer
 
 
 def median_rate(fn, items: int, repeats: int = 5) -> float:

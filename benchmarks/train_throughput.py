@@ -34,10 +34,12 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from core.config import PRESETS, ArchConfig, DataConfig, LossConfig, RunConfig, TrainConfig
 from core.data import load_dataset
-from core.losses import Objective
+from core.objectives.objective import Objective
 from core.models.vae import VAE
-from core.speed import Speedups
-from core.train import Trainer, create_run, pick_device
+from core.training.speed import Speedups
+from core.training.loop import Trainer
+from core.runs.folder import create_run
+from core.device import pick_device
 
 
 @dataclass(frozen=True)

@@ -1,1 +1,14 @@
-"""LatentLab core: data, models, losses, training and run folders. Never imports streamlit."""
+"""LatentLab core: everything but the pictures. Never imports streamlit.
+
+Folders, lowest layer first (a module imports only from its own folder and the layers below it; tests/test_layering.py
+enforces this):
+  config.py, fileio.py, device.py, registry.py   settings, atomic files, devices, name registries
+  models/        networks and model families             (nothing above)
+  objectives/    likelihoods, KL, regularisers, schedules (models)
+  data/          data sets, decoding, caches, pictures    (config)
+  runs/          run folders, status, labels, weights, background jobs (config, data, models)
+  explore/       encode, traverse, arithmetic, generate, embeddings, label suggestions (runs, data, models)
+  metrics/       disentanglement, likelihood, probes, edits, evaluation (explore, runs, data, models)
+  training/      the loop, batches, data feed, speed-ups, distributed (runs, objectives, data, models)
+  cli.py         `python -m core ...` on top of all of them
+"""

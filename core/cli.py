@@ -10,9 +10,9 @@ from pathlib import Path
 from core.config import (DATASETS, MODELS, PRESETS, RECONSTRUCTIONS, ArchConfig, ConfigError, DataConfig,
                          LossConfig, ModVAEConfig, RunConfig, TrainConfig, model_defaults)
 from core.data import DataError
-from core.export import DTYPES
-from core.runs import Run, RunError, default_runs_dir, list_runs
-from core.train import Diverged
+from core.runs.export import DTYPES
+from core.runs.folder import Run, RunError, default_runs_dir, list_runs
+from core.training.loop import Diverged
 
 
 def _train_parser(sub) -> None:
@@ -76,8 +76,8 @@ def config_from_args(a: argparse.Namespace, argv: list[str]) -> RunConfig:
 
 def cmd_train(a, argv, runs_dir: Path) -> int:
     """Under torchrun (`torchrun --nproc_per_node=N -m core train ...`) every process runs this."""
-    from core import distributed
-    from core import train as training
+    from core.training import distributed
+    from core.training import loop as training
     from core.data import load_dataset
 
     if a.resume:
@@ -89,7 +89,7 @@ def cmd_train(a, argv, runs_dir: Path) -> int:
         config = config_from_args(a, argv)
         dataset = load_dataset(config.data)
         if a.epochs is not None:
-            from core.batches import make_batches
+            from core.training.batches import make_batches
 
             batches = make_batches(dataset, config.model, config.train.batch_size, config.modvae.group_size, 0)
             config.train.steps = max(1, round(a.epochs * batches.steps_per_epoch))
@@ -106,7 +106,7 @@ def cmd_train(a, argv, runs_dir: Path) -> int:
 
 
 def cmd_encode(a, argv, runs_dir: Path) -> int:
-    from core.encode import encode_run
+    from core.explore.encode import encode_run
 
     path = encode_run(Run(runs_dir / a.run), split=a.split, limit=a.limit, batch_size=a.batch_size, device=a.device)
     print(f"wrote {path}")
@@ -126,14 +126,14 @@ def cmd_runs(a, argv, runs_dir: Path) -> int:
 
 
 def cmd_preview(a, argv, runs_dir: Path) -> int:
-    from core.preview import preview
+    from core.data.preview import preview
 
     print(f"wrote {preview(a.dataset, Path(a.out), a.data_root)}")
     return 0
 
 
 def cmd_import_weights(a, argv, runs_dir: Path) -> int:
-    from core.legacy import import_weights
+    from core.runs.legacy import import_weights
 
     like = Run(runs_dir / a.like)
     print(f"imported into {import_weights(a.file, like, a.name, runs_dir).path}")
@@ -141,7 +141,7 @@ def cmd_import_weights(a, argv, runs_dir: Path) -> int:
 
 
 def cmd_export(a, argv, runs_dir: Path) -> int:
-    from core.export import export_weights, prune_samples
+    from core.runs.export import export_weights, prune_samples
 
     run = Run(runs_dir / a.run)
     size = export_weights(run, a.dtype)
@@ -152,8 +152,10 @@ def cmd_export(a, argv, runs_dir: Path) -> int:
 
 
 def cmd_evaluate(a, argv, runs_dir: Path) -> int:
-    from core.labels import LabelError, load_labels
-    from core.metrics.evaluate import FILE, evaluate_run, parse_metrics, summary
+    from core.runs.labels import LabelError, load_labels
+    from core.metrics.evaluate import FILE, evaluate_run
+    from core.metrics.registry import parse_metrics
+    from core.metrics.report import summary
 
     run = Run(runs_dir / a.run)
     doc = evaluate_run(run, parse_metrics(a.metrics), fast=a.fast, seed=a.seed, device=a.device, overrides=a.set,

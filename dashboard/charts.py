@@ -10,7 +10,7 @@ import plotly.graph_objects as go
 from plotly.colors import qualitative
 from plotly.subplots import make_subplots
 
-from core.labels import DimLabel, dim_name
+from core.runs.labels import DimLabel, dim_name
 
 TRAIN_TERMS = (("loss", "total loss"), ("recon", "reconstruction"), ("kl", "KL"))
 VAL_TERMS = (("neg_elbo", "negative ELBO"), ("recon", "reconstruction"), ("kl", "KL"))

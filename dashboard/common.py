@@ -13,12 +13,12 @@ import streamlit as st
 
 from core.config import ConfigError, DataConfig
 from core.data import DataError, Dataset, load_dataset
-from core.encode import encode, load_or_encode
-from core.generate import decode, parse_indices, sample_indices
-from core.images import grid
-from core.labels import LabelError
+from core.explore.encode import encode, load_or_encode
+from core.explore.generate import decode, parse_indices, sample_indices
+from core.data.images import grid
+from core.runs.labels import LabelError
 from core.models.vae import VAE
-from core.runs import Run, RunError, list_runs
+from core.runs.folder import Run, RunError, list_runs
 
 USER_ERRORS = (ConfigError, DataError, RunError, LabelError, OSError)
 

@@ -2,9 +2,8 @@
 import numpy as np
 import streamlit as st
 
-from core.arithmetic import (VectorError, VectorSpec, build_vector, column, edit, preset_attribute, separation_auc,
-                             strata, strongest_dims)
-from core.labels import LabelError, dim_name, load_labels
+from core.explore.arithmetic import VectorError, VectorSpec, build_vector, column, edit, preset_attribute, separation_auc, strata, strongest_dims
+from core.runs.labels import LabelError, dim_name, load_labels
 from dashboard.common import (decode_codes, encode_faces, load_data_or_none, load_encodings, pick_faces, pick_run,
                               show_grid, show_strip, user_errors)
 

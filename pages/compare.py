@@ -4,7 +4,7 @@ from pathlib import Path
 import streamlit as st
 
 from core.config import DataConfig
-from core.runs import Run, list_runs
+from core.runs.folder import Run, list_runs
 from dashboard.common import decode_codes, encode_faces, load_data_or_none, pick_faces, show_strip
 
 st.title("Compare runs")

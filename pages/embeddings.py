@@ -5,12 +5,11 @@ import plotly.graph_objects as go
 import streamlit as st
 from plotly.colors import qualitative
 
-from core.embed import (Colouring, EmbedError, UmapJob, UmapParams, cached_encodings, colour_options, colouring,
-                        load_encodings as cached_or_fresh_encodings, pca_2d, plot_order,
-                        projector_tsv, selected_rows, selection_summary, start_umap, thumbnail_rows,
-                        umap_status)
-from core.labels import LabelError, dim_name, load_labels
-from core.runs import Run
+from core.explore.colouring import Colouring, colour_options, colouring, plot_order, projector_tsv, selected_rows, selection_summary, thumbnail_rows
+from core.explore.projection import EmbedError, UmapParams, pca_2d
+from core.explore.umap_job import UmapJob, cached_encodings, load_encodings as cached_or_fresh_encodings, start_umap, umap_status
+from core.runs.labels import LabelError, dim_name, load_labels
+from core.runs.folder import Run
 from dashboard.common import load_data_or_none, load_encodings, pick_run, show_grid, user_errors
 
 SPLITS = ["test", "val", "train", "all"]

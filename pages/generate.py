@@ -1,7 +1,7 @@
 """Generate: faces decoded from the prior, and interpolation paths between two faces."""
 import streamlit as st
 
-from core.generate import INTERPOLATIONS, interpolate, prior_codes
+from core.explore.generate import INTERPOLATIONS, interpolate, prior_codes
 from dashboard.common import (decode_codes, encode_faces, load_data_or_none, load_model, pick_faces, pick_run,
                               show_grid, show_strip)
 

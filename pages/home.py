@@ -4,9 +4,9 @@ from datetime import datetime
 
 import streamlit as st
 
-from core import jobs
-from core.runs import default_runs_dir
-from core.summary import summaries
+from core.runs import jobs
+from core.runs.folder import default_runs_dir
+from core.runs.summary import summaries
 from dashboard.bootstrap import ROOT
 from dashboard.common import USER_ERRORS
 

@@ -6,7 +6,7 @@ from core.metrics.background import evaluation_progress, evaluation_running, sta
 from core.metrics.evaluate import load_eval
 from core.metrics.tables import (DISENTANGLEMENT, SCORES, comparison_rows, edit_rows, judge_rows, probe_rows,
                                  score_rows, skipped_ground_truth)
-from core.runs import list_runs
+from core.runs.folder import list_runs
 from dashboard.common import USER_ERRORS, pick_run, user_errors
 
 POLL_S = 2

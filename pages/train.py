@@ -5,10 +5,10 @@ back from the run folders, so a run started from the command line shows up the s
 """
 import streamlit as st
 
-from core import jobs
+from core.runs import jobs
 from core.config import DATASETS, PRESETS, model_defaults
-from core.labels import LabelError, load_labels
-from core.runs import Run, list_runs
+from core.runs.labels import LabelError, load_labels
+from core.runs.folder import Run, list_runs
 from dashboard.charts import kl_heatmap, train_curves, val_curves
 from dashboard.common import USER_ERRORS
 

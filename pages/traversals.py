@@ -3,14 +3,12 @@ import numpy as np
 import streamlit as st
 
 from core.data import DataError
-from core.embed import load_encodings as cached_or_fresh_encodings
-from core.generate import prior_codes, sample_indices
-from core.labels import DimLabel, LabelError, dim_name, labels_csv, labels_json, load_labels, save_label
-from core.runs import Run
-from core.suggest import MIN_ABS_R, Suggestion, attribute_correlations
-from core.traverse import (COLLAPSED_NATS, RANGE_MODES, collapsed, decode_grid, dim_ranges, encode_faces,
-                           kl_from_encodings, kl_from_metrics, kl_order, labelled_grid, png_bytes,
-                           traversal_gif, traversal_values)
+from core.explore.umap_job import load_encodings as cached_or_fresh_encodings
+from core.explore.generate import prior_codes, sample_indices
+from core.runs.labels import DimLabel, LabelError, dim_name, labels_csv, labels_json, load_labels, save_label
+from core.runs.folder import Run
+from core.explore.suggest import MIN_ABS_R, Suggestion, attribute_correlations
+from core.explore.traverse import COLLAPSED_NATS, RANGE_MODES, collapsed, decode_grid, dim_ranges, encode_faces, kl_from_encodings, kl_from_metrics, kl_order, labelled_grid, png_bytes, traversal_gif, traversal_values
 from dashboard.common import load_data_or_none, load_encodings, load_model, pick_faces, pick_run, user_errors
 
 SPLIT, LIMIT = "test", 2000  # held-out images behind data ranges, the KL fallback and label suggestions

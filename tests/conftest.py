@@ -67,7 +67,7 @@ def loader_cache_dir(tmp_path: Path) -> Path:
 def tiny_runs_dir(tmp_path_factory):
     """A runs folder with two tiny finished SynthFaces runs (8 latent dims, seconds to train):
     'tiny-bvae' (beta-VAE) and 'tiny-modvae' (ModVAE). Treat it as read-only; copy it to modify."""
-    from core.train import train
+    from core.training.loop import train
     from tests.tiny import tiny_config
 
     root = tmp_path_factory.mktemp("runs")

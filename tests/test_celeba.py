@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from core.data import cache
+from core.data import decode
 from core.data.base import DataError, random_split
 from core.data.celeba import CROP, CelebA
 
@@ -91,7 +91,7 @@ def test_partial_download_with_broken_files(fake_celeba, loader_cache_dir):
 def test_second_load_reuses_the_cache(fake_celeba, loader_cache_dir, monkeypatch):
     first = CelebA(fake_celeba, cache_dir=loader_cache_dir, progress=False)
     assert first.cache.build_seconds is not None
-    monkeypatch.setattr(cache, "decode_image", lambda *a: pytest.fail("decoded again"))
+    monkeypatch.setattr(decode, "decode_image", lambda *a: pytest.fail("decoded again"))
     second = CelebA(fake_celeba, cache_dir=loader_cache_dir, progress=False)
     assert second.cache.build_seconds is None and second.cache.path == first.cache.path
     assert second.files == first.files and second.skipped_count == 2
@@ -108,7 +108,7 @@ def test_interrupted_build_leaves_no_cache(fake_celeba, loader_cache_dir, monkey
             raise KeyboardInterrupt
         return np.zeros((3, 64, 64), np.uint8)
 
-    monkeypatch.setattr(cache, "decode_image", interrupted)
+    monkeypatch.setattr(decode, "decode_image", interrupted)
     with pytest.raises(KeyboardInterrupt):
         CelebA(fake_celeba, cache_dir=loader_cache_dir, progress=False)
     assert list(loader_cache_dir.iterdir()) == []  # neither a partial .npy nor a leftover temp file
@@ -124,7 +124,7 @@ def test_standard_crop_box(tmp_path):
     image[40:188, 15:163] = (255, 0, 0)
     path = tmp_path / "box.png"
     Image.fromarray(image).save(path)
-    out = cache.decode_image(path, CROP).astype(int)
+    out = decode.decode_image(path, CROP).astype(int)
     assert out[0].min() >= 250 and out[2].max() <= 5
 
 

@@ -9,7 +9,7 @@ import numpy as np
 from PIL import Image
 
 from core.cli import main
-from core.runs import Run
+from core.runs.folder import Run
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ["--steps", "10", "--batch-size", "16", "--latent-dim", "8", "--log-every", "5", "--val-every", "5",

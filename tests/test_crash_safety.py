@@ -9,8 +9,9 @@ import pytest
 import torch
 
 from core.data.dsprites import DSprites
-from core.runs import Run
-from core.train import Trainer, create_run, resume
+from core.runs.folder import Run
+from core.training.loop import Trainer, resume
+from core.runs.folder import create_run
 from tests.tiny import tiny_config
 
 TRIALS = 20

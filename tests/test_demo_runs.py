@@ -13,9 +13,9 @@ from safetensors import safe_open
 
 from core.cli import main
 from core.data.synthfaces import SynthFaces
-from core.export import export_weights, prune_samples
-from core.runs import Run, RunError
-from core.train import resume
+from core.runs.export import export_weights, prune_samples
+from core.runs.folder import Run, RunError
+from core.training.loop import resume
 
 ROOT = Path(__file__).resolve().parents[1]
 # name: (model, most mean per-pixel squared error on 256 held-out faces). The caps are 1.5x what the shipped

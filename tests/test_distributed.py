@@ -17,9 +17,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from core import distributed
-from core.batches import Batch
-from core.runs import Run, RunError
+from core.training import distributed
+from core.training.batches import Batch
+from core.runs.folder import Run, RunError
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ["--dataset", "dsprites", "--name", "r", "--latent-dim", "8", "--batch-size", "32", "--log-every", "5",

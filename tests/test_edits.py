@@ -12,8 +12,9 @@ from core.config import ConfigError
 from core.data.synthfaces import SynthFaces
 from core.metrics.classifier import INFO, ClassifierSettings, Judge, data_fingerprint, load_or_train
 from core.metrics.edits import judge_edits, parse_list, positive_rate, spec_label, vector_specs
-from core.metrics.evaluate import evaluate_run, load_eval, summary
-from core.runs import Run
+from core.metrics.evaluate import evaluate_run, load_eval
+from core.metrics.report import summary
+from core.runs.folder import Run
 
 # Small enough for a test; 60 judge steps still learn SynthFaces' eyewear and smile (150 steps: AUC 1.0 on all 16).
 QUICK = ["edits.classifier_steps=60", "edits.classifier_test_images=300", "edits.num_faces=16",

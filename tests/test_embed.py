@@ -1,4 +1,4 @@
-"""core.embed: PCA and UMAP maps, the UMAP cache in the run folder and its background worker, colourings,
+"""core.explore.umap_job: PCA and UMAP maps, the UMAP cache in the run folder and its background worker, colourings,
 selections and the Embedding Projector export."""
 import json
 import os
@@ -11,21 +11,21 @@ import time
 import numpy as np
 import pytest
 
-from core import embed
+from core.explore import umap_job
 from core.data import DataError
-from core.embed import (EmbedError, UmapParams, cached_encodings, colour_options, colouring, compute_umap,
-                        embedding_path, load_encodings, load_umap, pca_2d, projector_tsv,
-                        selected_rows, selection_summary, start_umap, thumbnail_rows, umap_2d, umap_status)
-from core.encode import encodings_path
-from core.runs import Run
+from core.explore.projection import EmbedError, UmapParams, pca_2d, umap_2d
+from core.explore.umap_job import cached_encodings, compute_umap, embedding_path, load_encodings, load_umap, start_umap, umap_status
+from core.explore.colouring import colour_options, colouring, projector_tsv, selected_rows, selection_summary, thumbnail_rows
+from core.explore.encode import encodings_path
+from core.runs.folder import Run
 
 SPLIT, LIMIT = "test", 200
 PARAMS = UmapParams(n_neighbors=10, min_dist=0.2, seed=3)
 # A stand-in worker: the real entry point and files, with PCA for UMAP (one real UMAP per test session is enough).
-PCA_WORKER = [sys.executable, "-c", "import sys, time; time.sleep(1); import core.embed as e; "
+PCA_WORKER = [sys.executable, "-c", "import sys, time; time.sleep(1); import core.explore.umap_job as e; "
               "e.umap_2d = lambda mu, *a, **k: e.pca_2d(mu)[0]; e.main(sys.argv[1:])"]
-# A worker that never finishes (its command line names core.embed, which is how a live worker is recognised).
-SLEEPING_WORKER = [sys.executable, "-c", "import time; time.sleep(120)  # stands in for core.embed"]
+# A worker that never finishes (its command line names core.explore.umap_job, which is how a live worker is recognised).
+SLEEPING_WORKER = [sys.executable, "-c", "import time; time.sleep(120)  # stands in for core.explore.umap_job"]
 
 
 @pytest.fixture
@@ -106,7 +106,7 @@ def test_umap_is_cached_in_the_run_folder_reused_and_invalidated_by_a_newer_chec
     def no_worker(*args, **kwargs):
         raise AssertionError("a worker was started although the result is cached")
 
-    monkeypatch.setattr(embed, "umap_2d", fake_umap)
+    monkeypatch.setattr(umap_job, "umap_2d", fake_umap)
     finished = subprocess.Popen(["true"])
     finished.wait()  # the marker of a worker that delivered (as if its clean-up had not happened)
     marker = embedding_path(run, SPLIT, LIMIT, PARAMS).with_suffix(".job")
@@ -117,7 +117,7 @@ def test_umap_is_cached_in_the_run_folder_reused_and_invalidated_by_a_newer_chec
     assert calls == [(LIMIT, 10, 0.2, 3)]
     index = load_encodings(run, SPLIT, LIMIT)["index"]
 
-    monkeypatch.setattr(embed.subprocess, "Popen", no_worker)
+    monkeypatch.setattr(umap_job.subprocess, "Popen", no_worker)
     job = start_umap(run, SPLIT, LIMIT, PARAMS, index)
     assert job.state == "done" and job.coords.shape == (LIMIT, 2) and len(calls) == 1
     assert embedding_path(run, SPLIT, LIMIT, UmapParams(11, 0.2, 3)) != path  # other parameters, other file
@@ -130,7 +130,7 @@ def test_umap_is_cached_in_the_run_folder_reused_and_invalidated_by_a_newer_chec
 
 
 def test_background_job_starts_once_reports_progress_and_delivers(run, monkeypatch):
-    monkeypatch.setattr(embed, "WORKER_COMMAND", PCA_WORKER)
+    monkeypatch.setattr(umap_job, "WORKER_COMMAND", PCA_WORKER)
     mu = load_encodings(run, SPLIT, LIMIT)["mu"]  # the page encodes first; the worker reads the cached file
     assert umap_status(run, SPLIT, LIMIT, PARAMS) is None  # never started
     first = start_umap(run, SPLIT, LIMIT, PARAMS)
@@ -152,7 +152,7 @@ def test_a_failed_job_shows_its_error_and_can_be_started_again(run, monkeypatch)
     failed = wait_for(lambda: (job := umap_status(run, SPLIT, LIMIT, PARAMS)).state == "failed" and job)
     assert failed.error.startswith("DataError: ") and "no cached encodings" in failed.error
 
-    monkeypatch.setattr(embed, "WORKER_COMMAND", SLEEPING_WORKER)
+    monkeypatch.setattr(umap_job, "WORKER_COMMAND", SLEEPING_WORKER)
     retry = start_umap(run, SPLIT, LIMIT, PARAMS)
     assert retry.pid != first.pid and umap_status(run, SPLIT, LIMIT, PARAMS).state == "running"
     os.kill(retry.pid, signal.SIGKILL)  # a worker killed without a word

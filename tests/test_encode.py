@@ -3,8 +3,8 @@ import os
 import numpy as np
 
 from core.data.dsprites import DSprites
-from core.encode import encodings_path, load_or_encode
-from core.train import train
+from core.explore.encode import encodings_path, load_or_encode
+from core.training.loop import train
 from tests.tiny import tiny_config
 
 

@@ -10,11 +10,13 @@ import sklearn
 
 from core.cli import main
 from core.data import Attributes, Dataset
-from core.labels import DimLabel
-from core.metrics.evaluate import METRICS, SECTIONS, evaluate_run, load_eval, summary
+from core.runs.labels import DimLabel
+from core.metrics.registry import METRICS, SECTIONS
+from core.metrics.evaluate import evaluate_run, load_eval
+from core.metrics.report import summary
 from core.metrics.likelihood import bits_per_dim
-from core.runs import Run
-from core.train import train
+from core.runs.folder import Run
+from core.training.loop import train
 from tests.tiny import tiny_config
 
 # Far below even fast mode, so the end-to-end run takes seconds; the settings are recorded in eval.json.

@@ -9,13 +9,14 @@ import numpy as np
 import pytest
 import torch
 
-from core.batches import ShuffledBatches, make_batches
+from core.training.batches import ShuffledBatches, make_batches
 from core.cli import build_parser, config_from_args
 from core.config import ConfigError, DataConfig
 from core.data import load_dataset
-from core.feed import Feed
-from core.speed import Speedups
-from core.train import Trainer, create_run, train
+from core.training.feed import Feed
+from core.training.speed import Speedups
+from core.training.loop import Trainer, train
+from core.runs.folder import create_run
 from tests.tiny import tiny_config
 
 SYNTH = load_dataset(DataConfig("synthfaces"))

@@ -4,9 +4,10 @@ import errno
 import pytest
 import torch
 
-import core.runs
+import core.runs.folder
 from core.data.dsprites import DSprites
-from core.train import Diverged, Trainer, create_run
+from core.training.loop import Diverged, Trainer
+from core.runs.folder import create_run
 from tests.tiny import fail_at, tiny_config
 
 DATA = DSprites()
@@ -34,7 +35,7 @@ def test_nan_weights_stop_the_run_and_keep_the_last_good_checkpoint(tmp_path):
 
 def test_disk_full_while_checkpointing_leaves_the_previous_checkpoint_intact(tmp_path, monkeypatch):
     trainer = _trainer(tmp_path, steps=20, checkpoint_every=5)
-    real_save = core.runs.save_file
+    real_save = core.runs.folder.save_file
     calls = []
 
     def full_disk(tensors, path, metadata=None):
@@ -45,7 +46,7 @@ def test_disk_full_while_checkpointing_leaves_the_previous_checkpoint_intact(tmp
             raise OSError(errno.ENOSPC, "No space left on device")
         real_save(tensors, path, metadata=metadata)
 
-    monkeypatch.setattr(core.runs, "save_file", full_disk)
+    monkeypatch.setattr(core.runs.folder, "save_file", full_disk)
     with pytest.raises(OSError, match="No space"):
         trainer.fit()
     assert trainer.run.checkpoint_step() == 5

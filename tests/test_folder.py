@@ -7,9 +7,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from core.data import cache
+from core.data import decode
 from core.data.base import DataError, random_split
-from core.data.cache import SquareCrop, decode_image, load_or_build
+from core.data.decode import SquareCrop, decode_image
+from core.data.cache import load_or_build
 from core.data.folder import ImageFolder
 
 # Bright images are the "Smiling" ones in every CSV below.
@@ -116,7 +117,7 @@ def test_process_pool_matches_in_process_decoding(photos, loader_cache_dir, monk
     files = list(IMAGES) + ["broken.jpg"]
     serial = load_or_build(photos, files, SquareCrop(), tag="serial", cache_dir=loader_cache_dir,
                            progress=False, workers=1)
-    monkeypatch.setattr(cache, "CHUNK", 2)  # several chunks, so two worker processes share them
+    monkeypatch.setattr(decode, "CHUNK", 2)  # several chunks, so two worker processes share them
     pooled = load_or_build(photos, files, SquareCrop(), tag="pooled", cache_dir=loader_cache_dir,
                            progress=False, workers=2)
     assert pooled.files == serial.files and pooled.failed == serial.failed

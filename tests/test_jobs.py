@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from core import jobs
+from core.runs import jobs
 from core.config import ConfigError, RunConfig
 from core.data import DataError
 from core.data.synthfaces import SynthFaces
-from core.runs import Run, RunError
+from core.runs.folder import Run, RunError
 from tests.tiny import tiny_config
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -4,7 +4,11 @@ import pytest
 import torch
 
 from core.config import LossConfig
-from core.losses import LinearWarmup, Objective, clamp_loss, kl_per_dim, reconstruction
+from core.objectives.schedules import LinearWarmup
+from core.objectives.objective import Objective
+from core.objectives.clamp import clamp_loss
+from core.objectives.kl import kl_per_dim
+from core.objectives.likelihoods import reconstruction
 from core.models.modvae import Clamp
 from core.models.vae import Output
 

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from core import embed
-from core.encode import encodings_path
-from core.runs import Run
+from core.explore import projection, umap_job
+from core.explore.encode import encodings_path
+from core.runs.folder import Run
 from tests.tiny import encoded_copy, use_copy
 from tests.test_embed import SLEEPING_WORKER, wait_for
 
@@ -72,11 +72,11 @@ def test_colour_by_changes_the_figure(runs):
 
 
 def test_umap_request_shows_the_background_job_and_does_not_start_it_twice(runs, monkeypatch):
-    monkeypatch.setattr(embed, "WORKER_COMMAND", SLEEPING_WORKER)
+    monkeypatch.setattr(umap_job, "WORKER_COMMAND", SLEEPING_WORKER)
     at = page("tiny-bvae")
     at = widget(at.radio, "Map").set_value("UMAP").run()
     run = Run(runs / "tiny-bvae")
-    marker = embed.embedding_path(run, SPLIT, LIMIT, embed.UmapParams()).with_suffix(".job")
+    marker = umap_job.embedding_path(run, SPLIT, LIMIT, projection.UmapParams()).with_suffix(".job")
     assert "No UMAP of these 5,000 points" in messages(at) and not marker.exists()  # only on request
     at = widget(at.button, "Compute UMAP").click().run()
     pid = json.loads(marker.read_text())["pid"]
@@ -118,12 +118,12 @@ def test_a_corrupt_labels_file_is_reported_and_the_map_still_drawn(runs):
 
 
 def test_a_failed_umap_shows_its_error_and_offers_to_try_again(runs, monkeypatch):
-    failing = [sys.executable, "-c", "print('ValueError: planted failure')  # core.embed"]
-    monkeypatch.setattr(embed, "WORKER_COMMAND", failing)
+    failing = [sys.executable, "-c", "print('ValueError: planted failure')  # core.explore.umap_job"]
+    monkeypatch.setattr(umap_job, "WORKER_COMMAND", failing)
     at = widget(page("tiny-bvae").radio, "Map").set_value("UMAP").run()
     at = widget(at.button, "Compute UMAP").click().run()
     run = Run(runs / "tiny-bvae")
-    wait_for(lambda: embed.umap_status(run, SPLIT, LIMIT, embed.UmapParams()).state == "failed")
+    wait_for(lambda: umap_job.umap_status(run, SPLIT, LIMIT, projection.UmapParams()).state == "failed")
     at.run()
     assert not at.exception, at.exception
     assert "UMAP failed: ValueError: planted failure" in messages(at)
@@ -132,8 +132,8 @@ def test_a_failed_umap_shows_its_error_and_offers_to_try_again(runs, monkeypatch
 
 def test_a_cached_umap_is_drawn_at_once(runs, monkeypatch):
     run = Run(runs / "tiny-bvae")
-    monkeypatch.setattr(embed, "umap_2d", lambda mu, *args, **kwargs: embed.pca_2d(mu)[0])
-    embed.compute_umap(run, SPLIT, LIMIT, embed.UmapParams())
+    monkeypatch.setattr(umap_job, "umap_2d", lambda mu, *args, **kwargs: projection.pca_2d(mu)[0])
+    umap_job.compute_umap(run, SPLIT, LIMIT, projection.UmapParams())
     at = widget(page("tiny-bvae").radio, "Map").set_value("UMAP").run()
     assert not at.exception, at.exception
     assert figure(at)["layout"]["xaxis"]["title"]["text"] == "UMAP 1" and not at.get("progress")

@@ -12,8 +12,9 @@ from streamlit.testing.v1 import AppTest
 
 from core.data import DataError
 from core.metrics.background import STATUS, evaluation_progress, evaluation_running, start_evaluation
-from core.metrics.evaluate import FILE, METRICS, evaluate_run
-from core.runs import Run, RunError
+from core.metrics.evaluate import FILE, evaluate_run
+from core.metrics.registry import METRICS
+from core.runs.folder import Run, RunError
 from tests.tiny import use_copy
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from core.encode import encodings_path, load_or_encode
-from core.labels import DimLabel, load_labels
-from core.runs import Run
+from core.explore.encode import encodings_path, load_or_encode
+from core.runs.labels import DimLabel, load_labels
+from core.runs.folder import Run
 from tests.tiny import encoded_copy, use_copy
-from core.traverse import kl_from_metrics, kl_order
+from core.explore.traverse import kl_from_metrics, kl_order
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGE = ROOT / "pages" / "traversals.py"

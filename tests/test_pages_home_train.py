@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from core import jobs
-from core.runs import Run
+from core.runs import jobs
+from core.runs.folder import Run
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMOS = sorted((ROOT / "checkpoints").glob("demo-*"))

@@ -11,8 +11,8 @@ from core.data.base import DataError
 from core.data.celeba import _read_attributes, _read_file_column
 from core.data.folder import read_attribute_csv
 from core.data.lfw import read_attribute_file
-from core.labels import LabelError, load_labels
-from core.runs import Run
+from core.runs.labels import LabelError, load_labels
+from core.runs.folder import Run
 from tests.tiny import tiny_config
 
 FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

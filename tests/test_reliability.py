@@ -11,10 +11,12 @@ from streamlit.testing.v1 import AppTest
 
 from core.data.folder import ImageFolder
 from core.data.dsprites import DSprites
-from core.embed import UmapParams, embedding_path, load_umap
-from core.labels import DimLabel, load_labels, save_label
-from core.runs import Run
-from core.train import OutOfMemory, Trainer, create_run
+from core.explore.projection import UmapParams
+from core.explore.umap_job import embedding_path, load_umap
+from core.runs.labels import DimLabel, load_labels, save_label
+from core.runs.folder import Run
+from core.training.loop import OutOfMemory, Trainer
+from core.runs.folder import create_run
 from tests.tiny import fail_at, tiny_config
 
 ROOT = Path(__file__).resolve().parents[1]

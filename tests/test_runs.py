@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from core.models.vae import VAE
-from core.runs import Run, RunError, list_runs
+from core.runs.folder import Run, RunError, list_runs
 from tests.tiny import TINY_ARCH, tiny_config
 
 

@@ -3,11 +3,12 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from core.batches import GroupedBatches, ShuffledBatches
+from core.training.batches import GroupedBatches, ShuffledBatches
 from core.data.base import Attributes, Dataset
 from core.data.dsprites import DSprites
-from core.runs import Run
-from core.train import Trainer, create_run, resume, train
+from core.runs.folder import Run
+from core.training.loop import Trainer, resume, train
+from core.runs.folder import create_run
 from tests.tiny import tiny_config
 
 DSPRITES = DSprites()

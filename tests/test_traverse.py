@@ -11,14 +11,13 @@ from PIL import Image
 
 from core.data import DataError
 from core.data.synthfaces import SynthFaces
-from core.images import to_uint8
-from core.labels import DimLabel, labels_csv, labels_json
+from core.data.images import to_uint8
+from core.runs.labels import DimLabel, labels_csv, labels_json
 from core.models.vae import VAE
-from core.runs import Run
-from core.suggest import Suggestion, attribute_correlations, correlations
-from core.generate import prior_codes
-from core.traverse import (collapsed, decode_grid, dim_ranges, encode_faces, gif_bytes, kl_from_encodings,
-                           kl_from_metrics, kl_order, labelled_grid, traversal_gif, traversal_values)
+from core.runs.folder import Run
+from core.explore.suggest import Suggestion, attribute_correlations, correlations
+from core.explore.generate import prior_codes
+from core.explore.traverse import collapsed, decode_grid, dim_ranges, encode_faces, gif_bytes, kl_from_encodings, kl_from_metrics, kl_order, labelled_grid, traversal_gif, traversal_values
 from tests.tiny import TINY_ARCH
 
 

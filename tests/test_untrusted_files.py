@@ -6,11 +6,11 @@ import pytest
 import torch
 
 from core.config import ConfigError
-from core.encode import encodings_path, load_or_encode
-from core.labels import LabelError, load_labels
-from core.legacy import import_weights, read_state_dict
+from core.explore.encode import encodings_path, load_or_encode
+from core.runs.labels import LabelError, load_labels
+from core.runs.legacy import import_weights, read_state_dict
 from core.models.vae import VAE
-from core.runs import Run, RunError
+from core.runs.folder import Run, RunError
 from tests.tiny import TINY_ARCH
 
 

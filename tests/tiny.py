@@ -20,8 +20,8 @@ def tiny_config(name: str, model: str = "beta-vae", dataset: str = "dsprites", s
 
 def encoded_copy(runs_dir: Path, dest: Path, split: str, limit: int) -> Path:
     """A copy of the tiny runs folder with `split` (at most `limit` images) already encoded in each run."""
-    from core.encode import load_or_encode
-    from core.runs import list_runs
+    from core.explore.encode import load_or_encode
+    from core.runs.folder import list_runs
 
     root = shutil.copytree(runs_dir, dest)
     for run in list_runs(root):

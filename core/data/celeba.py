@@ -17,7 +17,8 @@ from pathlib import Path
 import numpy as np
 
 from core.data.base import Attributes, DataError, random_split, read_text
-from core.data.cache import CachedImageDataset, SquareCrop, lookup
+from core.data.labelled import CachedImageDataset, lookup
+from core.data.decode import SquareCrop
 
 IMAGE_DIR = "img_align_celeba"
 ATTR_FILE = "list_attr_celeba.txt"

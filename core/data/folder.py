@@ -17,7 +17,8 @@ from pathlib import Path
 import numpy as np
 
 from core.data.base import DataError, random_split, read_text
-from core.data.cache import IMAGE_EXTENSIONS, AttributeTable, CachedImageDataset, SquareCrop, list_images
+from core.data.decode import IMAGE_EXTENSIONS, SquareCrop, list_images
+from core.data.labelled import AttributeTable, CachedImageDataset
 
 SPLIT_SEED = 0
 _TRUE = {"1", "+1", "true", "yes", "y", "t"}

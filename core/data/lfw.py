@@ -17,7 +17,8 @@ from pathlib import Path
 import numpy as np
 
 from core.data.base import DataError, read_text
-from core.data.cache import AttributeTable, CachedImageDataset, SquareCrop, list_images
+from core.data.labelled import AttributeTable, CachedImageDataset
+from core.data.decode import SquareCrop, list_images
 
 # Preferred first: the deep-funneled images are aligned, which crops need.
 IMAGE_DIRS = ("lfw-deepfunneled", "lfw_funneled", "lfw")

@@ -16,8 +16,9 @@ import time
 from dataclasses import dataclass
 
 from core.fileio import locked, write_json
-from core.jobs import check_data, child_env, read_tail
-from core.runs import Run, RunError, process_alive, process_start
+from core.runs.jobs import check_data, child_env, read_tail
+from core.runs.folder import Run, RunError
+from core.runs.process import process_alive, process_start
 
 LOG = "evaluate.log"
 STATUS = "evaluate.status.json"

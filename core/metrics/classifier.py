@@ -20,7 +20,7 @@ from torch import nn
 
 from core.data import DataError, Dataset
 from core.fileio import write_bytes, write_json
-from core.train import to_float
+from core.device import to_float
 
 WEIGHTS = "classifier.safetensors"
 INFO = "classifier.json"

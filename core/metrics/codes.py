@@ -12,7 +12,7 @@ import torch
 
 from core.data import GroundTruthData
 from core.models.vae import VAE
-from core.train import to_float
+from core.device import to_float
 
 Representation = Callable[[np.ndarray], np.ndarray]
 

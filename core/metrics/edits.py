@@ -20,12 +20,12 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from core.arithmetic import VectorError, VectorSpec, build_vector
+from core.explore.arithmetic import VectorError, VectorSpec, build_vector
 from core.config import ConfigError
 from core.data import Dataset
 from core.metrics.classifier import Judge
 from core.models.vae import VAE
-from core.train import to_float
+from core.device import to_float
 
 DEFAULT_ATTRIBUTES = ("Smiling", "Eyeglasses", "Sunglasses")
 DEFAULT_CONFOUNDERS = ("Male", "Young")

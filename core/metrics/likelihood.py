@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from core.models.vae import VAE
-from core.train import to_float
+from core.device import to_float
 
 LOG_2PI = math.log(2 * math.pi)
 LEVELS_BIN_WIDTH = 1 / 255  # 8-bit images are scaled by 1/255, so neighbouring levels are 1/255 apart

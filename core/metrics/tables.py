@@ -3,8 +3,10 @@ from __future__ import annotations
 
 from core.config import ConfigError
 from core.metrics.edits import mean_flip_rate
-from core.metrics.evaluate import GROUND_TRUTH, headline, load_eval
-from core.runs import Run, RunError
+from core.metrics.registry import GROUND_TRUTH
+from core.metrics.report import headline
+from core.metrics.evaluate import load_eval
+from core.runs.folder import Run, RunError
 
 # The one number per metric that the comparison table and the scatter plots use, with a readable name.
 SCORES = {

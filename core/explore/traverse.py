@@ -14,11 +14,11 @@ import torch
 from PIL import Image, ImageDraw, ImageFont
 
 from core.data import DataError, Dataset
-from core.encode import encode
-from core.generate import decode
-from core.images import grid
+from core.explore.encode import encode
+from core.explore.generate import decode
+from core.data.images import grid
 from core.models.vae import VAE
-from core.runs import Run
+from core.runs.folder import Run
 
 # Below this many nats a dim is "collapsed": its posterior is the prior for every image, so moving it changes
 # nothing the decoder listens to. 0.05 nats separates the few active dims of a beta-VAE (KL ~0.1-3 nats) from the

@@ -17,17 +17,18 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from core import distributed
-from core.batches import Batch, make_batches
+from core.training import distributed
+from core.training.batches import Batch, make_batches
 from core.config import RunConfig
 from core.data import Dataset, load_dataset
-from core.feed import Feed, as_float, staged
-from core.images import grid, save_png
-from core.losses import Objective
+from core.training.feed import Feed
+from core.device import pick_device, to_float
+from core.data.images import grid, save_png
+from core.objectives.objective import Objective
 from core.models.modvae import Clamp, FactorBlocks
 from core.models.vae import VAE
-from core.runs import Run, RunError, default_runs_dir
-from core.speed import Speedups
+from core.runs.folder import Run, RunError, create_run
+from core.training.speed import Speedups
 
 
 logger = logging.getLogger(__name__)
@@ -43,34 +44,6 @@ class Diverged(RuntimeError):
 
 class OutOfMemory(RunError):
     """The accelerator (or host) ran out of memory: the message suggests a smaller batch."""
-
-
-def pick_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise RunError("--device cuda was asked for, but PyTorch sees no CUDA GPU on this machine; use --device cpu")
-    return torch.device(name)
-
-
-def to_float(images: np.ndarray, device: torch.device) -> torch.Tensor:
-    """uint8 host images -> float in [0, 1] on `device`, through the feed's own staging and conversion."""
-    device = torch.device(device)  # callers pass "cpu" as often as a torch.device
-    return as_float(staged(images, device).to(device, non_blocking=True))
-
-
-def create_run(config: RunConfig, runs_dir: Path | None = None) -> Run:
-    """Make the run folder; refuses an existing name (mkdir is atomic, so two launches cannot share one)."""
-    config.validate()
-    root = Path(runs_dir) if runs_dir else default_runs_dir()
-    root.mkdir(parents=True, exist_ok=True)
-    run = Run(root / config.name)
-    try:
-        run.path.mkdir()
-    except FileExistsError:
-        raise RunError(f"run {config.name!r} already exists in {root}: pick another --name, or --resume it") from None
-    run.write_config(config)
-    return run
 
 
 class Trainer:

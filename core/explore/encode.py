@@ -10,8 +10,8 @@ import torch
 from core.data import Dataset, load_dataset
 from core.fileio import atomic_path
 from core.models.vae import VAE
-from core.runs import Run
-from core.train import pick_device, to_float
+from core.runs.folder import Run
+from core.device import pick_device, to_float
 
 # what np.load raises for a damaged, truncated or pickled (hence refused) .npz
 UNREADABLE = (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile)

@@ -7,7 +7,7 @@ import numpy as np
 
 from core.config import DataConfig
 from core.data import GroundTruthData, load_dataset
-from core.images import grid, save_png
+from core.data.images import grid, save_png
 
 
 def factor_sweeps(data: GroundTruthData, base: np.ndarray, width: int) -> np.ndarray:

@@ -5,7 +5,7 @@ import numpy as np
 import torch
 
 from core.data import DataError
-from core.images import to_uint8
+from core.data.images import to_uint8
 from core.models.vae import VAE
 
 INTERPOLATIONS = ("linear", "spherical")

@@ -17,7 +17,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from core.batches import Batch
+from core.training.batches import Batch
 
 T = TypeVar("T")
 
@@ -78,7 +78,7 @@ def wrap(model: nn.Module, device: torch.device) -> nn.Module:
 
 def check_batch_size(batch_size: int) -> None:
     if batch_size % world():
-        from core.runs import RunError
+        from core.runs.folder import RunError
 
         raise RunError(f"--batch-size {batch_size} does not split evenly over {world()} processes: "
                        f"use a multiple of {world()}")
@@ -139,7 +139,7 @@ def on_main(make: Callable[[], T], share: Callable[[T], Any], rebuild: Callable[
     An error on rank 0 is raised on every rank (as RunError), so no rank waits forever."""
     if world() == 1:
         return make()
-    from core.runs import RunError
+    from core.runs.folder import RunError
 
     box: list[Any] = [None, None]
     if is_main():

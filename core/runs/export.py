@@ -9,7 +9,7 @@ import re
 
 import torch
 
-from core.runs import Run, RunError
+from core.runs.folder import Run, RunError
 
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 SAMPLE = re.compile(r"^(recon|prior)_(\d+)\.png$")

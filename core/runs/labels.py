@@ -14,7 +14,7 @@ import time
 from dataclasses import asdict, dataclass
 
 from core.fileio import locked, write_json
-from core.runs import Run
+from core.runs.folder import Run
 
 FILE = "labels.json"
 MAX_TEXT = 500

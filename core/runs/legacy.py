@@ -12,8 +12,8 @@ from pathlib import Path
 import torch
 
 from core.models.vae import VAE
-from core.runs import Run, RunError, check_state
-from core.train import create_run
+from core.runs.folder import Run, RunError, check_state
+from core.runs.folder import create_run
 
 PREFIXES = ("module.", "model.")  # DataParallel / DDP wrappers and our own checkpoint prefix
 

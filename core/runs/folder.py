@@ -9,23 +9,26 @@ checkpoints/<name>/
   encodings/               <dataset>-<split>.npz latent means (python -m core encode)
 """
 from __future__ import annotations
-
 import json
 import os
 import time
 from pathlib import Path
 from typing import Any
-
 import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
-
 from core.config import RunConfig
 from core.fileio import atomic_path, write_json
 from core.models.vae import VAE
+from core.runs.process import process_alive, process_start
+
 
 CHECKPOINT = "checkpoint.safetensors"
+
+
 FORMAT = "latentlab-1"
+
+
 STATES = ("running", "finished", "failed", "cancelled")
 
 
@@ -183,36 +186,6 @@ def list_runs(runs_dir: str | Path | None = None) -> list[Run]:
     return sorted(runs, key=lambda r: (r.path / "config.json").stat().st_mtime, reverse=True)
 
 
-def _proc_stat(pid: Any) -> list[str] | None:
-    """Fields of /proc/<pid>/stat after the command name (Linux only; None elsewhere or if gone)."""
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except (OSError, IndexError):
-        return None
-
-
-def process_start(pid: Any) -> int | None:
-    """Kernel start time of a process, to tell a live run from a reused pid."""
-    fields = _proc_stat(pid)
-    return int(fields[19]) if fields else None
-
-
-def process_alive(pid: Any, started: Any = None) -> bool:
-    if not isinstance(pid, int) or pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        pass
-    fields = _proc_stat(pid)
-    if fields is None:
-        return True  # no /proc: trust the signal check
-    # A zombie (killed, not yet reaped by the app that launched it) is dead; a new start time is a reused pid.
-    return fields[0] != "Z" and (started is None or int(fields[19]) == started)
-
-
 def _cpu(t: torch.Tensor, dtype: torch.dtype | None) -> torch.Tensor:
     t = t.detach().to("cpu")
     return (t.to(dtype) if dtype is not None and t.is_floating_point() else t).contiguous()
@@ -235,3 +208,17 @@ def _unflatten_optimizer(optimizer: torch.optim.Optimizer, tensors: dict[str, to
         state.setdefault(int(i), {})[name] = value
     sd["state"] = state
     optimizer.load_state_dict(sd)
+
+
+def create_run(config: RunConfig, runs_dir: Path | None = None) -> Run:
+    """Make the run folder; refuses an existing name (mkdir is atomic, so two launches cannot share one)."""
+    config.validate()
+    root = Path(runs_dir) if runs_dir else default_runs_dir()
+    root.mkdir(parents=True, exist_ok=True)
+    run = Run(root / config.name)
+    try:
+        run.path.mkdir()
+    except FileExistsError:
+        raise RunError(f"run {config.name!r} already exists in {root}: pick another --name, or --resume it") from None
+    run.write_config(config)
+    return run

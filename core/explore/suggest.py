@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from core.labels import DimLabel, dim_name
+from core.runs.labels import DimLabel, dim_name
 
 MIN_ABS_R = 0.3  # weaker than this, the top attribute of a dim is as likely noise or a side effect as its meaning
 

@@ -24,13 +24,14 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
-from core.batches import make_batches
+from core.training.batches import make_batches
 from core.cli import build_parser, config_from_args
 from core.config import ConfigError, DataConfig, RunConfig
 from core.data import DataError, load_dataset
 from core.fileio import locked
-from core.runs import Run, RunError, default_runs_dir
-from core.train import create_run, pick_device
+from core.runs.folder import Run, RunError, default_runs_dir
+from core.runs.folder import create_run
+from core.device import pick_device
 
 ROOT = Path(__file__).resolve().parents[1]
 LOG = "train.log"
@@ -99,7 +100,7 @@ def check_data(data: DataConfig) -> None:
             raise DataError(f"{root} holds no LFW person folders (<Name>/<Name>_0001.jpg); give the extracted lfw/ "
                             "or lfw-deepfunneled/ folder, or the folder that contains it")
     elif data.dataset == "folder":
-        from core.data.cache import IMAGE_EXTENSIONS, list_images
+        from core.data.decode import IMAGE_EXTENSIONS, list_images
 
         if not root.is_dir():
             raise DataError(f"image folder {root} does not exist; give the folder that holds your images")

@@ -9,8 +9,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from core.config import ConfigError
-from core.jobs import progress
-from core.runs import Run, RunError, default_runs_dir
+from core.runs.jobs import progress
+from core.runs.folder import Run, RunError, default_runs_dir
 
 # status.json 'unknown' is a folder whose job has not written it (e.g. copied without it): say so plainly
 STATE_NOTE = {"unknown": "no status"}

@@ -17,7 +17,8 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from core.batches import Batch
+from core.device import as_float, staged
+from core.training.batches import Batch
 from core.data import Dataset
 from core.data.base import IMAGE_SIZE
 
@@ -33,16 +34,6 @@ def fits_on_device(n_images: int, device: torch.device) -> bool:
         return False
     free, _ = torch.cuda.mem_get_info(device)
     return n_images * IMAGE_BYTES <= free // 2
-
-
-def staged(images: np.ndarray, device: torch.device) -> torch.Tensor:
-    """Host images ready for an asynchronous copy to `device` (pinned on CUDA)."""
-    images = torch.from_numpy(np.ascontiguousarray(images))
-    return images.pin_memory() if device.type == "cuda" else images
-
-
-def as_float(images: torch.Tensor) -> torch.Tensor:
-    return images.float().div_(255)
 
 
 def resident_images(dataset: Dataset, device: torch.device, progress: bool = False) -> torch.Tensor:

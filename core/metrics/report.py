@@ -1,0 +1,68 @@
+"""eval.json as text: the CLI's summary table and one headline number per metric.
+"""
+from __future__ import annotations
+from core.runs.labels import DimLabel, dim_name
+from core.metrics.edits import mean_flip_rate
+
+
+def summary(doc: dict, labels: dict[int, DimLabel] | None = None) -> str:
+    """A plain-text table of an eval.json document (the CLI prints it)."""
+    labels = labels or {}
+    lines = [f"{doc['run']}: {doc['model']} on {doc['dataset']}, {doc['latent_dim']} dims, step {doc['step']}",
+             f"{'metric':15s} {'score':>9s}  {'details':58s} {'seconds':>8s}  mode"]
+    for name, r in doc["results"].items():
+        if "skipped" in r:
+            lines.append(f"{name:15s} {'-':>9s}  skipped: {r['skipped']}")
+            continue
+        score, details = headline(name, r)
+        lines.append(f"{name:15s} {score:>9s}  {details:58s} {r['seconds']:8.1f}  {'fast' if r['fast'] else 'full'}")
+    probes = doc["results"].get("probes", {})
+    if probes.get("attributes"):
+        lines += ["", f"{'attribute':22s} {'AUC':>6s}  {'best single dim':30s} {'AUC':>6s}"]
+        for a in probes["attributes"]:
+            if "skipped" in a:
+                lines.append(f"{a['name']:22s} {'-':>6s}  skipped: {a['skipped']}")
+            else:
+                best = ("+" if a["best_dim_sign"] > 0 else "-") + dim_name(a["best_dim"], labels)
+                lines.append(f"{a['name']:22s} {a['auc']:6.3f}  {best:30s} {a['best_dim_auc']:6.3f}")
+    edits = doc["results"].get("edits", {})
+    if edits.get("attributes"):
+        alphas = "  ".join(f"a={a:g}".rjust(6) for a in edits["alphas"])
+        lines += ["", "edits: share of held-out faces without the attribute judged to have it after z + a*dZ",
+                  f"{'attribute':14s} {'vector':12s} {'judge AUC':>9s}  {alphas}  {'pixel change at max a':>21s}"]
+        for a in edits["attributes"]:
+            auc = f"{a['judge_auc']:.3f}" if a.get("judge_auc") is not None else "-"
+            for v in a.get("vectors", []):
+                if "skipped" in v:
+                    lines.append(f"{a['name']:14s} {v['method']:12s} {auc:>9s}  skipped: {v['skipped']}")
+                else:
+                    flips = "  ".join(f"{f:6.2f}" for f in v["flip_rate"])
+                    lines.append(f"{a['name']:14s} {v['method']:12s} {auc:>9s}  {flips}  {v['pixel_change'][-1]:21.4f}")
+            if "skipped" in a:
+                lines.append(f"{a['name']:14s} skipped: {a['skipped']}")
+    return "\n".join(lines)
+
+
+def headline(name: str, r: dict) -> tuple[str, str]:
+    if name in ("beta_vae", "factor_vae"):
+        extra = f", {r['num_active_dims']} active dims" if name == "factor_vae" else ""
+        return f"{r['eval_accuracy']:.3f}", f"eval accuracy (train {r['train_accuracy']:.3f}){extra}"
+    if name == "mig":
+        return f"{r['mig']:.3f}", "mean normalised top-2 MI gap"
+    if name == "dci":
+        return (f"{r['disentanglement']:.3f}", f"disentanglement (completeness {r['completeness']:.3f}, "
+                f"accuracy {r['informativeness_train']:.2f}/{r['informativeness_test']:.2f})")
+    if name == "sap":
+        return f"{r['sap']:.3f}", "mean top-2 gap of 1-dim SVM accuracies"
+    if name == "likelihood":
+        bpd = f"{r['iwae_bits_per_dim']:.3f} bits/dim" if r["iwae_bits_per_dim"] is not None else "no bits/dim"
+        return f"{r['iwae']:.1f}", f"IWAE nats/image (k={r['importance_samples']}); ELBO {r['elbo']:.1f}; {bpd}"
+    if name == "reconstruction":
+        bce = f", BCE {r['bce_per_pixel']:.4f}" if "bce_per_pixel" in r else ""
+        return f"{r['mse_per_pixel']:.4f}", f"MSE per pixel{bce}"
+    if name == "edits":
+        flip = mean_flip_rate(r)
+        return (f"{flip:.3f}" if flip is not None else "-"), (f"mean flip rate at a={r['alphas'][-1]:g} (mean vectors, "
+                                                              f"{len(r['attributes'])} attributes)")
+    mean = r["mean_auc"]
+    return (f"{mean:.3f}" if mean is not None else "-"), f"mean probe ROC-AUC, {len(r['attributes'])} attributes"
