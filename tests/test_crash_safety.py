@@ -35,7 +35,7 @@ def test_sigkill_at_random_moments_never_loses_the_last_checkpoint(tmp_path):
         time.sleep(rng.uniform(0.3, 1.5))
         os.kill(proc.pid, signal.SIGKILL)
         proc.join()
-        status = run.status()  # repaired: a dead pid is not "running"
+        status = run.status()  # read as failed, never written: a dead pid is not "running"
         assert status["state"] in ("failed", "unknown"), status
         records = run.metrics("train")  # a torn last line never breaks the reader
         if run.checkpoint_path.is_file():

@@ -23,7 +23,8 @@ SPLIT, LIMIT = "test", 200
 PARAMS = UmapParams(n_neighbors=10, min_dist=0.2, seed=3)
 # A stand-in worker: the real entry point and files, with PCA for UMAP (one real UMAP per test session is enough).
 PCA_WORKER = [sys.executable, "-c", "import sys, time; time.sleep(1); import core.explore.umap_job as e; "
-              "e.umap_2d = lambda mu, *a, **k: e.pca_2d(mu)[0]; e.main(sys.argv[1:])"]
+              "from core.explore.projection import pca_2d; e.umap_2d = lambda mu, *a, **k: pca_2d(mu)[0]; "
+              "e.main(sys.argv[1:])"]
 # A worker that never finishes (its command line names core.explore.umap_job, which is how a live worker is recognised).
 SLEEPING_WORKER = [sys.executable, "-c", "import time; time.sleep(120)  # stands in for core.explore.umap_job"]
 
@@ -117,7 +118,7 @@ def test_umap_is_cached_in_the_run_folder_reused_and_invalidated_by_a_newer_chec
     assert calls == [(LIMIT, 10, 0.2, 3)]
     index = load_encodings(run, SPLIT, LIMIT)["index"]
 
-    monkeypatch.setattr(umap_job.subprocess, "Popen", no_worker)
+    monkeypatch.setattr(umap_job.process, "start", no_worker)
     job = start_umap(run, SPLIT, LIMIT, PARAMS, index)
     assert job.state == "done" and job.coords.shape == (LIMIT, 2) and len(calls) == 1
     assert embedding_path(run, SPLIT, LIMIT, UmapParams(11, 0.2, 3)) != path  # other parameters, other file
@@ -158,6 +159,32 @@ def test_a_failed_job_shows_its_error_and_can_be_started_again(run, monkeypatch)
     os.kill(retry.pid, signal.SIGKILL)  # a worker killed without a word
     killed = wait_for(lambda: (job := umap_status(run, SPLIT, LIMIT, PARAMS)).state == "failed" and job)
     assert "stopped without a result" in killed.error
+
+
+def test_a_forged_or_foreign_job_record_is_judged_without_signalling_anyone(run, monkeypatch):
+    sleeper = subprocess.Popen(["sleep", "60"])  # a live process that is no worker of ours
+    try:
+        marker = embedding_path(run, SPLIT, LIMIT, PARAMS).with_suffix(".job")
+        marker.parent.mkdir()
+        marker.write_text(json.dumps({"pid": sleeper.pid, "started": "yesterday"}))
+        forged = umap_status(run, SPLIT, LIMIT, PARAMS)
+        assert forged.state == "failed" and "stopped without a result" in forged.error  # not "running"
+        monkeypatch.setattr(umap_job, "WORKER_COMMAND", SLEEPING_WORKER)
+        retry = start_umap(run, SPLIT, LIMIT, PARAMS)  # so it is started again, and the sleeper is left alone
+        assert retry.state == "running" and retry.pid != sleeper.pid and sleeper.poll() is None
+        assert umap_status(run, SPLIT, LIMIT, PARAMS).pid == retry.pid
+        os.kill(retry.pid, signal.SIGKILL)
+        wait_for(lambda: umap_status(run, SPLIT, LIMIT, PARAMS).state == "failed")
+
+        # recorded on another machine: it cannot be checked from here, so it counts as running there
+        marker.write_text(json.dumps({"pid": sleeper.pid, "pid_started": 1, "host": "other.invalid",
+                                      "started": time.time()}))
+        assert umap_status(run, SPLIT, LIMIT, PARAMS).state == "running"
+        assert start_umap(run, SPLIT, LIMIT, PARAMS).pid == sleeper.pid  # not started twice
+        assert sleeper.poll() is None
+    finally:
+        sleeper.kill()
+        sleeper.wait()
 
 
 def test_a_run_without_its_data_maps_its_cached_encodings(run):

@@ -1,4 +1,5 @@
 """Background training jobs: real processes on tiny runs in a temporary runs folder."""
+import json
 import subprocess
 import sys
 import threading
@@ -7,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from core.runs import jobs
+from core.runs import jobs, process
 from core.config import ConfigError, RunConfig
 from core.data import DataError
-from core.data.synthfaces import SynthFaces
-from core.runs.folder import Run, RunError
+from core.runs.folder import Run, RunError, create_run
+from core.training import loop
 from tests.tiny import tiny_config
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -54,7 +55,7 @@ def test_of_two_simultaneous_launches_of_one_name_exactly_one_starts(tmp_path):
 
 def test_a_job_outlives_its_launcher_cancels_with_a_checkpoint_and_resumes_to_the_end(tmp_path):
     # launched by a process that exits at once, as a job outlives a Streamlit server that is restarted
-    launcher = ("from core import jobs; from tests.tiny import tiny_config; import sys; "
+    launcher = ("from core.runs import jobs; from tests.tiny import tiny_config; import sys; "
                 "jobs.launch(tiny_config('job', dataset='synthfaces', steps=100_000, log_every=2, "
                 "checkpoint_every=1000), sys.argv[1])")
     subprocess.run([sys.executable, "-c", launcher, str(tmp_path)], cwd=ROOT, check=True, timeout=120)
@@ -108,20 +109,6 @@ def _with_data(config, dataset, root):
     return config
 
 
-def test_cli_options_become_a_validated_config_with_its_command():
-    config = jobs.config_from_cli(["--model", "modvae", "--steps", "300", "--name", "m1", "--dims-per-factor", "2"])
-    assert (config.model, config.train.steps, config.modvae.dims_per_factor, config.loss.beta) == ("modvae", 300, 2,
-                                                                                                 1.0)
-    assert config.command == "python -m core train --model modvae --steps 300 --name m1 --dims-per-factor 2"
-    epochs = jobs.config_from_cli(["--epochs", "0.5", "--batch-size", "64"])
-    assert epochs.train.steps == round(0.5 * (len(SynthFaces().indices("train")) // 64)) > 500
-    for options, message in [(["--steps", "ten"], "invalid int"), (["--lr", "0"], "lr"), (["--beta", "-1"], "beta"),
-                             (["--name", "a/b"], "run name"), (["--epochs", "0"], "epochs"),
-                             (["--resume", "x"], "--resume")]:
-        with pytest.raises(ConfigError, match=message):
-            jobs.config_from_cli(options)
-
-
 def test_progress_of_a_run_started_elsewhere_and_of_a_broken_folder(tiny_runs_dir, tmp_path):
     p = jobs.progress(Run(tiny_runs_dir / "tiny-bvae"))
     assert (p.state, p.step, p.total, p.fraction, p.eta_s) == ("finished", 30, 30, 1.0, None)
@@ -130,3 +117,70 @@ def test_progress_of_a_run_started_elsewhere_and_of_a_broken_folder(tiny_runs_di
     broken.mkdir()
     (broken / "config.json").write_text("{not json")
     assert jobs.progress(Run(broken)).state == "unknown" and "config" in jobs.progress(Run(broken)).error
+
+
+@pytest.fixture
+def sleeper():
+    """A live process that no job of ours started."""
+    proc = subprocess.Popen(["sleep", "60"])
+    yield proc
+    proc.kill()
+    proc.wait()
+
+
+@pytest.mark.skipif(not process.HAS_PROC, reason="SKIPPED: needs Linux /proc")
+def test_a_forged_status_naming_a_live_unrelated_process_is_never_signalled(tmp_path, sleeper):
+    run = create_run(tiny_config("forged"), tmp_path)
+    started = process.process_start(sleeper.pid)
+    for forged in ({"state": "running", "pid": sleeper.pid},
+                   {"state": "running", "pid": sleeper.pid, "pid_started": started - 1}):
+        (run.path / "status.json").write_text(json.dumps(forged))
+        with pytest.raises(RunError, match="not running"):
+            jobs.cancel(run)
+        assert jobs.progress(run).state == "failed"  # no process of ours runs it
+        assert json.loads((run.path / "status.json").read_text()) == forged  # read, never rewritten
+    time.sleep(0.2)
+    assert sleeper.poll() is None  # still alive: it was never signalled
+
+
+def test_a_run_recorded_on_another_machine_is_running_elsewhere_not_dead(tmp_path, sleeper):
+    run = create_run(tiny_config("away", steps=50), tmp_path)
+    ended = subprocess.Popen(["true"])
+    ended.wait()
+    for pid in (ended.pid, sleeper.pid):  # whatever that pid means on this machine
+        run.write_status("running", pid=pid, pid_started=12345, host="gpu-box.invalid", step=10, total_steps=50)
+        before = (run.path / "status.json").read_bytes()
+        p = jobs.progress(run)
+        assert (p.state, p.host, p.step, p.error) == ("elsewhere", "gpu-box.invalid", 10, None)
+        with pytest.raises(RunError, match="gpu-box.invalid"):
+            jobs.cancel(run)
+        with pytest.raises(RunError, match="already running .*gpu-box.invalid"):
+            jobs.resume(run)
+        with pytest.raises(RunError, match="already running"):
+            loop.resume(run)
+        assert run.repair_status()["state"] == "running"
+        assert (run.path / "status.json").read_bytes() == before
+    assert sleeper.poll() is None
+
+
+@pytest.mark.skipif(not process.HAS_PROC, reason="SKIPPED: needs Linux /proc")
+def test_resuming_a_run_that_is_training_is_refused_instead_of_starting_a_second_writer(tmp_path):
+    run = create_run(tiny_config("busy", steps=20), tmp_path)
+    # a live training process as jobs records one (a sleep stands in for the trainer)
+    record = process.start(["sleep", "60"], run.path / "status.json", run.path / jobs.LOG,
+                           fields={"state": "running", "updated": time.time(), "step": 0, "total_steps": 20})
+    try:
+        status, config = (run.path / "status.json").read_bytes(), (run.path / "config.json").read_bytes()
+        with pytest.raises(RunError, match=f"run 'busy' is already running \\(pid {record['pid']}\\)"):
+            loop.resume(run, steps=40)
+        cli = subprocess.run([sys.executable, "-m", "core", "--runs-dir", str(tmp_path), "train", "--resume", "busy"],
+                             cwd=ROOT, capture_output=True, text=True, timeout=300)
+        assert cli.returncode == 2 and "run 'busy' is already running" in cli.stderr, cli.stderr
+        with pytest.raises(RunError, match="already running"):
+            jobs.resume(run, 40)
+        assert (run.path / "status.json").read_bytes() == status and (run.path / "config.json").read_bytes() == config
+        jobs.cancel(run)  # the recorded process is ours: it is signalled
+        assert wait_for(run, lambda p: p.state != "running", timeout=30).state == "failed"
+    finally:
+        if process.liveness(record) == process.ALIVE:
+            process.cancel(record)

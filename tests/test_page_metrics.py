@@ -4,6 +4,7 @@ import json
 import os
 import shutil
 import signal
+import subprocess
 import time
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from core.data import DataError
 from core.metrics.background import STATUS, evaluation_progress, evaluation_running, start_evaluation
 from core.metrics.evaluate import FILE, evaluate_run
 from core.metrics.registry import METRICS
+from core.runs import process
 from core.runs.folder import Run, RunError
 from tests.tiny import use_copy
 
@@ -138,3 +140,25 @@ def test_evaluating_a_run_whose_data_is_missing_names_the_folder(tiny_runs_dir, 
     at.button(key="met_start").click().run()
     assert not at.exception, at.exception
     assert "no-celeba" in messages(at) and not (root / "tiny-bvae" / STATUS).exists()
+
+
+def test_a_forged_or_foreign_evaluation_record(tmp_path):
+    run = Run(tmp_path / "r")
+    run.path.mkdir()
+    sleeper = subprocess.Popen(["sleep", "60"])  # a live process that is no evaluation of ours
+    try:
+        (run.path / STATUS).write_text(json.dumps({"pid": sleeper.pid}))
+        assert not evaluation_running(run) and not evaluation_progress(run).running
+        record = {**process.identity(sleeper.pid), "command": ["sleep", "60"], "started": time.time()}
+        (run.path / STATUS).write_text(json.dumps(record))
+        assert evaluation_running(run)  # a record exactly like ours: pid, start time and host match
+        # recorded on another machine: running there until its log shows the end
+        (run.path / STATUS).write_text(json.dumps({**record, "host": "other.invalid"}))
+        (run.path / "evaluate.log").write_text("[1/9] beta_vae ...\n")
+        assert evaluation_running(run) and evaluation_progress(run).current == "beta_vae"
+        (run.path / "evaluate.log").write_text("[1/9] beta_vae ...\nerror: no such run\n")
+        assert not evaluation_running(run)
+        assert sleeper.poll() is None
+    finally:
+        sleeper.kill()
+        sleeper.wait()

@@ -4,9 +4,12 @@ Projector export.
 
 RUN/embeddings/
   umap-<dataset>-<split>-<limit|all>-<params hash>.npz   coords (N, 2) float32, index (N,), params (JSON)
-  umap-....job               {"pid", "pid_started", "started"}: written by the launcher; a live pid means "don't start another"
+  umap-....job               the worker's process record (core.runs.process: pid, pid_started, host, command,
+                             started) and its args: written by the launcher; a live worker means "don't start another"
   umap-....progress          {"stage", "fraction"}: written by the worker while it runs
   umap-....log               the worker's output; its last line is the error when the worker dies
+
+A worker recorded on another machine (a shared runs folder) cannot be checked from here: it counts as running.
 
 Run the worker by hand with `python -m core.explore.umap_job RUN SPLIT LIMIT|all [--n-neighbors K --min-dist D --seed S]`.
 """
@@ -15,9 +18,7 @@ import argparse
 import json
 import os
 import re
-import subprocess
 import sys
-import threading
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -26,12 +27,9 @@ import numpy as np
 from core.data import DataError, Dataset
 from core.explore.encode import UNREADABLE, encodings_path, load_or_encode, read_encodings
 from core.fileio import atomic_path, locked, write_json
+from core.runs import process
 from core.runs.folder import Run
-from core.runs.process import process_alive, process_start
 from core.explore.projection import Progress, UmapParams, umap_2d
-
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 # How the launcher starts a worker; a list so tests can swap in a stand-in worker.
@@ -131,9 +129,10 @@ def umap_status(run: Run, split: str, limit: int | None, params: UmapParams,
     job = _read_json(_sidecar(path, "job"))
     if job is None:
         return None
-    pid, started = job.get("pid"), float(job.get("started", 0.0))
+    pid, started = job.get("pid"), job.get("started")
+    started = float(started) if isinstance(started, (int, float)) else 0.0
     elapsed = time.time() - started
-    if process_alive(pid, job.get("pid_started")):  # a zombie or a reused pid counts as gone
+    if process.liveness(job) != process.DEAD:  # alive here, or on another machine (which we cannot check)
         progress = _read_json(_sidecar(path, "progress")) or {}
         return UmapJob("running", pid=pid, elapsed=elapsed, stage=progress.get("stage", "starting"),
                        fraction=progress.get("fraction"))
@@ -157,14 +156,9 @@ def start_umap(run: Run, split: str, limit: int | None, params: UmapParams,
         count = "all" if limit is None else str(limit)
         args = [str(run.path.resolve()), split, count, "--n-neighbors", str(params.n_neighbors),
                 "--min-dist", repr(params.min_dist), "--seed", str(params.seed)]
-        with open(_sidecar(path, "log"), "wb") as log:
-            # A session of its own, so the worker outlives a page rerun or a restarted dashboard.
-            process = subprocess.Popen([*WORKER_COMMAND, *args], cwd=ROOT, stdin=subprocess.DEVNULL, stdout=log,
-                                       stderr=subprocess.STDOUT, start_new_session=True)
-        write_json(_sidecar(path, "job"), {"pid": process.pid, "pid_started": process_start(process.pid),
-                                           "started": time.time(), "args": args})
-        threading.Thread(target=process.wait, daemon=True).start()  # reap it, as core.jobs does
-    return UmapJob("running", pid=process.pid, stage="starting")
+        record = process.start([*WORKER_COMMAND, *args], _sidecar(path, "job"), _sidecar(path, "log"), append=False,
+                               fields={"args": args})
+    return UmapJob("running", pid=record["pid"], stage="starting")
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -2,27 +2,29 @@
 for training), so it survives page reloads and Streamlit restarts. Its files in the run folder:
 
   evaluate.log          the process's stdout and stderr: "[i/n] metric ..." progress lines, then the summary
-  evaluate.status.json  pid, its kernel start time (to tell a live process from a reused pid) and the command
+  evaluate.status.json  the process record (core.runs.process): pid, its kernel start time (to tell a live process
+                        from a reused pid), host, command and start time
   .evaluate.lock        held while deciding whether to start, so two clicks never start two processes
+
+An evaluation recorded on another machine (a shared runs folder) cannot be checked from here: it counts as running
+until its log shows its end.
 """
 from __future__ import annotations
 
 import json
 import re
-import subprocess
 import sys
-import threading
-import time
 from dataclasses import dataclass
 
-from core.fileio import locked, write_json
-from core.runs.jobs import check_data, child_env, read_tail
+from core.fileio import locked
+from core.runs import process
+from core.runs.jobs import check_data, read_tail
 from core.runs.folder import Run, RunError
-from core.runs.process import process_alive, process_start
 
 LOG = "evaluate.log"
 STATUS = "evaluate.status.json"
 _STEP = re.compile(r"^\[(\d+)/(\d+)\] (\w+) \.\.\.$")
+_ENDED = ("wrote ", "error: ", "Traceback (most recent call last)")  # lines that end `python -m core evaluate`
 
 
 @dataclass(frozen=True)
@@ -46,27 +48,35 @@ def start_evaluation(run: Run, fast: bool = True) -> None:
     check_data(run.config.data)  # a missing data folder is refused here, not found later in the log
     with locked(run.path / ".evaluate.lock"):
         if evaluation_running(run):
-            raise RunError(f"an evaluation of {run.name!r} is already running; wait for it to finish")
+            record = _record(run) or {}
+            where = f" on {record.get('host')}" if process.liveness(record) == process.UNKNOWN else ""
+            raise RunError(f"an evaluation of {run.name!r} is already running{where}; wait for it to finish")
         command = [sys.executable, "-m", "core", "--runs-dir", str(run.path.parent.resolve()), "evaluate", run.name,
                    *(["--fast"] if fast else [])]
-        env = child_env()
         try:
-            with open(run.path / LOG, "w") as log:
-                process = subprocess.Popen(command, env=env, stdin=subprocess.DEVNULL, stdout=log,
-                                           stderr=subprocess.STDOUT, start_new_session=True)
+            process.start(command, run.path / STATUS, run.path / LOG, append=False)
         except OSError as e:
             raise RunError(f"could not start the evaluation of {run.name!r}: {e}") from None
-        write_json(run.path / STATUS, {"pid": process.pid, "pid_started": process_start(process.pid),
-                                       "command": command, "started": time.time()})
-    threading.Thread(target=process.wait, daemon=True).start()  # reap it: a zombie would look alive
 
 
 def evaluation_running(run: Run) -> bool:
+    """Whether an evaluation of `run` runs: its recorded process is alive here, or it was recorded on another
+    machine and its log does not show its end yet. A record naming no live process of ours (a stale or forged
+    evaluate.status.json) is not running. Reads only."""
+    state = process.liveness(_record(run))
+    if state == process.UNKNOWN:
+        path = run.path / LOG
+        text = read_tail(path) if path.is_file() else ""
+        return not any(line.startswith(_ENDED) for line in text.splitlines())
+    return state == process.ALIVE
+
+
+def _record(run: Run) -> dict | None:
     try:
-        status = json.loads((run.path / STATUS).read_text())
+        record = json.loads((run.path / STATUS).read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError):
-        return False
-    return isinstance(status, dict) and process_alive(status.get("pid"), status.get("pid_started"))
+        return None
+    return record if isinstance(record, dict) else None
 
 
 def evaluation_progress(run: Run, lines: int = 15) -> EvaluationProgress:

@@ -3,7 +3,8 @@
 checkpoints/<name>/
   config.json              RunConfig (rebuilds model and data)
   metrics.jsonl            one JSON object per line: {"type": "train" | "val", "step", ...}
-  status.json              {"state": running | finished | failed | cancelled, "pid", "step", "error", ...}
+  status.json              {"state": running | finished | failed | cancelled, "pid", "pid_started", "host", "step",
+                            "total_steps", "error", "updated", ...}; written by the trainer (and the job launcher)
   checkpoint.safetensors   "model.*" weights + "optim.*" Adam state; metadata: step, format
   samples/                 recon_<step>.png, prior_<step>.png
   encodings/               <dataset>-<split>.npz latent means (python -m core encode)
@@ -18,9 +19,9 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 from core.config import RunConfig
-from core.fileio import atomic_path, write_json
+from core.fileio import atomic_path, locked, write_json
 from core.models.vae import VAE
-from core.runs.process import process_alive, process_start
+from core.runs import process
 
 
 CHECKPOINT = "checkpoint.safetensors"
@@ -32,6 +33,11 @@ FORMAT = "latentlab-1"
 STATES = ("running", "finished", "failed", "cancelled")
 
 
+# The error of a run whose status says "running" although its process is gone from this machine.
+STOPPED = ("the training process stopped without finishing (killed or crashed); "
+           "resume it to continue from the last checkpoint")
+
+
 class RunError(ValueError):
     """A run folder is missing, incomplete or holds something that does not match its config."""
 
@@ -39,7 +45,7 @@ class RunError(ValueError):
 def default_runs_dir() -> Path:
     """`$LATENTLAB_CHECKPOINTS`, else `checkpoints/` at the repository root."""
     env = os.environ.get("LATENTLAB_CHECKPOINTS")
-    return Path(env) if env else Path(__file__).resolve().parents[1] / "checkpoints"
+    return Path(env) if env else Path(__file__).resolve().parents[2] / "checkpoints"
 
 
 class Run:
@@ -91,25 +97,59 @@ class Run:
 
     # --- status -------------------------------------------------------------------------------
     def write_status(self, state: str, **fields: Any) -> None:
+        """Write status.json. A "running" status also records how to recognise its process later: pid_started
+        (kernel start time) and host, unless given."""
         assert state in STATES, state
         if state == "running":
-            fields.setdefault("pid_started", process_start(fields.get("pid")))
+            for key, value in process.identity(fields.get("pid")).items():
+                fields.setdefault(key, value)
         write_json(self.path / "status.json", {"state": state, "updated": time.time(), **fields})
 
     def status(self) -> dict[str, Any]:
-        """The run's status. A 'running' run whose process is gone is repaired to 'failed' on disk."""
+        """The run's status, read only: this never writes. A "running" record whose process is gone from this
+        machine reads as "failed" with the STOPPED error (repair_status() writes that down); one recorded on another
+        machine stays "running", with "elsewhere": True, since it cannot be checked from here. A missing or
+        unreadable status.json reads as {"state": "unknown"}."""
+        return _derived(self._recorded_status())
+
+    def repair_status(self) -> dict[str, Any]:
+        """Write down what status() derives: a "running" record whose process is gone from this machine becomes
+        "failed" with the STOPPED error. For the places that decide (before a resume), not for displays, which
+        read status(). Returns the status."""
+        recorded = self._recorded_status()
+        status = _derived(recorded)
+        if recorded.get("state") == "running" and status["state"] == "failed":
+            self.write_status("failed", **{k: v for k, v in status.items() if k not in ("state", "updated")})
+        return status
+
+    def job_lock(self):
+        """Held while deciding whether to start training the run, so two starts never both go ahead."""
+        return locked(self.path / ".job.lock")
+
+    def check_not_running(self, status: dict[str, Any] | None = None) -> None:
+        """RunError naming the run if a live process trains it: on this machine, or recorded on another one."""
+        status = self.status() if status is None else status
+        if status.get("state") == "running":
+            where = f"on {status.get('host')}, which cannot be checked from here" if status.get("elsewhere") else \
+                f"pid {status.get('pid')}"
+            raise RunError(f"run {self.name!r} is already running ({where}); cancel it first, or wait for it to end")
+
+    def claim(self) -> None:
+        """Record this process as the one training the run ("running", this pid, the step so far), after making
+        sure no other live process does (RunError if one does). Hold job_lock() around it."""
+        status = self.status()
+        if not process.is_self(status):
+            self.check_not_running(status)
+        self.write_status("running", pid=os.getpid(), **{k: status[k] for k in ("step", "total_steps") if k in status})
+
+    def _recorded_status(self) -> dict[str, Any]:
+        """status.json as written, or {"state": "unknown"} if it is missing, unreadable or not a status."""
         try:
             status = json.loads((self.path / "status.json").read_text())
         except (OSError, UnicodeDecodeError, json.JSONDecodeError):
             return {"state": "unknown"}
         if not isinstance(status, dict) or status.get("state") not in STATES:
             return {"state": "unknown"}
-        if status["state"] == "running" and not process_alive(status.get("pid"), status.get("pid_started")):
-            fields = {k: v for k, v in status.items() if k not in ("state", "updated")}
-            fields["error"] = ("the training process stopped without finishing (killed or crashed); "
-                               "resume it to continue from the last checkpoint")
-            self.write_status("failed", **fields)
-            status = {**status, "state": "failed", "error": fields["error"]}
         return status
 
     def remove_partial_writes(self) -> None:
@@ -138,7 +178,8 @@ class Run:
 
     def load_model(self, device: str | torch.device = "cpu") -> VAE:
         """Rebuild the model from config.json and load its weights (float32, eval mode)."""
-        model = VAE(self.config.arch)
+        config = self.config
+        model = config.family.build(config.arch)
         with self._open() as f:
             state = {k[len("model."):]: f.get_tensor(k) for k in f.keys() if k.startswith("model.")}
         model.load_state_dict(check_state(model, state, self.checkpoint_path))
@@ -159,6 +200,18 @@ class Run:
         if handle.metadata() is None or handle.metadata().get("format") != FORMAT:
             raise RunError(f"{self.checkpoint_path}: not a LatentLab checkpoint (format tag missing)")
         return handle
+
+
+def _derived(status: dict[str, Any]) -> dict[str, Any]:
+    """What a recorded status means now (see Run.status); never written here."""
+    if status.get("state") != "running":
+        return status
+    alive = process.liveness(status)
+    if alive == process.DEAD:
+        return {**status, "state": "failed", "error": STOPPED}
+    if alive == process.UNKNOWN:
+        return {**status, "elsewhere": True}
+    return status
 
 
 def check_state(model: VAE, state: dict[str, Any], source: Path) -> dict[str, torch.Tensor]:

@@ -4,7 +4,8 @@ A job is `python -m core --runs-dir DIR train --resume NAME` in its own session,
 and restarts of the Streamlit server. Everything about a job lives in its run folder:
 
   config.json   written here, before the process starts (the atomic mkdir reserves the name)
-  status.json   state and pid (written here at start, then by the trainer)
+  status.json   state, pid, its start time and host (written here at start, through core.runs.process, then by the
+                trainer); reading it never writes it: a run whose process is gone reads as failed
   metrics.jsonl progress: the step, images/s and losses of the last logging interval
   train.log     the process's stdout and stderr (appended by each resume), for errors the trainer never saw
 
@@ -13,72 +14,39 @@ before anything is started, so bad input never leaves a half-made run behind.
 """
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 import os
-import signal
-import subprocess
 import sys
-import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from core.training.batches import make_batches
-from core.cli import build_parser, config_from_args
 from core.config import ConfigError, DataConfig, RunConfig
-from core.data import DataError, load_dataset
-from core.fileio import locked
+from core.data import DataError
+from core.runs import process
 from core.runs.folder import Run, RunError, default_runs_dir
 from core.runs.folder import create_run
 from core.device import pick_device
 
-ROOT = Path(__file__).resolve().parents[1]
 LOG = "train.log"
 TAIL_BYTES = 65536  # enough for the last few metric records however long the run
 
 
 @dataclass(frozen=True)
 class Progress:
-    state: str  # running | finished | failed | cancelled | unknown
+    # running | finished | failed | cancelled | unknown, or elsewhere: running on another machine as far as its
+    # status says (it cannot be checked or cancelled from here). A run whose process is gone reads as failed.
+    state: str
     step: int
     total: int
     images_per_s: float | None  # over the last few logging intervals; None before the first
     eta_s: float | None  # None when not running or not yet measurable
     error: str | None = None
+    host: str | None = None  # the machine it runs on, when elsewhere
 
     @property
     def fraction(self) -> float:
         return min(1.0, self.step / self.total) if self.total else 0.0
-
-
-def config_from_cli(options: list[str]) -> RunConfig:
-    """A validated RunConfig from `python -m core train` options, so the dashboard and the command line share
-    one set of defaults and checks, and `config.command` is a command that reproduces the run. `--epochs` is
-    converted to steps with the data set's size (instant for built-in data; a folder data set is loaded, which
-    decodes it the first time, and the job then reuses that cache)."""
-    argv = ["train", *options]
-    errors = io.StringIO()
-    try:
-        with contextlib.redirect_stderr(errors):
-            args = build_parser().parse_args(argv)
-    except SystemExit:
-        raise ConfigError(errors.getvalue().strip().splitlines()[-1]) from None
-    if args.resume:
-        raise ConfigError("--resume is not a new run's option: use core.jobs.resume")
-    config = config_from_args(args, argv)
-    if args.epochs is not None:
-        if args.epochs <= 0:
-            raise ConfigError(f"epochs {args.epochs}: must be > 0")
-        config.train.steps = steps_for_epochs(config, args.epochs)
-    return config
-
-
-def steps_for_epochs(config: RunConfig, epochs: float) -> int:
-    check_data(config.data)
-    dataset = load_dataset(config.data, progress=False)
-    batches = make_batches(dataset, config.model, config.train.batch_size, config.modvae.group_size, 0)
-    return max(1, round(epochs * batches.steps_per_epoch))
 
 
 def check_data(data: DataConfig) -> None:
@@ -133,12 +101,12 @@ def launch(config: RunConfig, runs_dir: str | Path | None = None) -> Run:
 
 def resume(run: Run, steps: int | None = None) -> None:
     """Continue `run` in the background from its last checkpoint, to `steps` in all (default: its configured
-    total). Refused while it runs, when there is nothing left to do, or when its data set is not here."""
+    total). Refused while it runs (here or on another machine), when there is nothing left to do, or when its data
+    set is not here."""
     config = run.config
-    with locked(run.path / ".job.lock"):  # two resume clicks must not start two processes
-        state = run.status().get("state")
-        if state == "running":
-            raise RunError(f"run {run.name!r} is already running; cancel it first")
+    with run.job_lock():  # two resume clicks must not start two processes
+        run.check_not_running()
+        run.repair_status()  # a run whose process is gone is recorded as failed, whatever happens next
         done = run.checkpoint_step() if run.checkpoint_path.is_file() else 0
         total = config.train.steps if steps is None else steps
         if total <= done:
@@ -149,20 +117,18 @@ def resume(run: Run, steps: int | None = None) -> None:
 
 
 def cancel(run: Run) -> None:
-    """Ask a running job to stop: it finishes its current step, writes a checkpoint and ends 'cancelled'."""
-    status = run.status()  # 'running' only while the recorded process (same pid, same start time) is alive
+    """Ask a running job to stop: it finishes its current step, writes a checkpoint and ends 'cancelled'. Only the
+    recorded process is signalled, and only if its pid, start time and host match a live process here."""
+    status = run.status()
     if status.get("state") != "running":
         raise RunError(f"run {run.name!r} is not running (state: {status.get('state')})")
-    try:
-        os.kill(status["pid"], signal.SIGTERM)
-    except ProcessLookupError:
-        pass  # it ended between the check and the signal: its own status says how
+    process.cancel(status, f"the training of {run.name!r}")
 
 
 def progress(run: Run) -> Progress:
-    """Where a run stands, from its run folder alone (any process may have started it)."""
+    """Where a run stands, from its run folder alone (any process may have started it); reads only."""
     status = run.status()
-    state = status.get("state", "unknown")
+    state = "elsewhere" if status.get("elsewhere") else status.get("state", "unknown")
     try:
         config = run.config
     except (ConfigError, RunError) as e:
@@ -173,9 +139,10 @@ def progress(run: Run) -> Progress:
     rates = [r["images_per_s"] for r in records[-5:] if isinstance(r.get("images_per_s"), (int, float))]
     images_per_s = sum(rates) / len(rates) if rates else None
     eta = None
-    if state == "running" and images_per_s:
+    if state in ("running", "elsewhere") and images_per_s:
         eta = max(0, total - step) * config.train.batch_size / images_per_s
-    return Progress(state, step, total, images_per_s, eta, status.get("error"))
+    return Progress(state, step, total, images_per_s, eta, status.get("error"),
+                    status.get("host") if state == "elsewhere" else None)
 
 
 def log_tail(run: Run, lines: int = 20) -> str:
@@ -194,25 +161,18 @@ def _start(run: Run, options: list[str], step: int, total: int | None = None) ->
     command = [sys.executable, "-m", "core", "--runs-dir", str(run.path.parent.resolve()), "train",
                "--resume", run.name, *options]
     # The job keeps this process's working folder, so a relative data root means what it meant when it was
-    # checked; `core` is found through PYTHONPATH. Unbuffered, so the log is current; a progress-bar line every
-    # 10 s in the log file, not ten a second.
-    env = child_env(TQDM_MININTERVAL="10")
+    # checked. Unbuffered, so the log is current; a progress-bar line every 10 s in the log file, not ten a second.
+    # OpenMP threads that wait sleep instead of spinning (read once, when torch loads: core/training/threads.py),
+    # so a job does not take CPU from whoever shares the cores; the user's own OMP_WAIT_POLICY wins.
+    status = {"state": "running", "updated": time.time(), "step": step, "total_steps": total or run.config.train.steps}
     try:
-        with open(run.path / LOG, "a") as log:
-            process = subprocess.Popen(command, env=env, stdin=subprocess.DEVNULL, stdout=log,
-                                       stderr=subprocess.STDOUT, start_new_session=True)
+        process.start(command, run.path / "status.json", run.path / LOG,
+                      env=process.child_env(TQDM_MININTERVAL="10",
+                                            OMP_WAIT_POLICY=os.environ.get("OMP_WAIT_POLICY", "PASSIVE")),
+                      fields=status)
     except OSError as e:
         run.write_status("failed", step=step, error=f"could not start the training process: {e}")
         raise RunError(f"could not start the training process for {run.name!r}: {e}") from None
-    run.write_status("running", pid=process.pid, step=step, total_steps=total or run.config.train.steps)
-    # reap the process when it ends, so it never lingers as a zombie that looks alive
-    threading.Thread(target=process.wait, daemon=True).start()
-
-
-def child_env(**extra: str) -> dict[str, str]:
-    """Environment of a background `python -m core ...` process: `core` importable, output unbuffered."""
-    path = os.pathsep.join([str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])])
-    return {**os.environ, "PYTHONPATH": path, "PYTHONUNBUFFERED": "1", **extra}
 
 
 def read_tail(path: Path) -> str:

@@ -12,8 +12,9 @@ from core.config import ConfigError
 from core.runs.jobs import progress
 from core.runs.folder import Run, RunError, default_runs_dir
 
-# status.json 'unknown' is a folder whose job has not written it (e.g. copied without it): say so plainly
-STATE_NOTE = {"unknown": "no status"}
+# status.json 'unknown' is a folder whose job has not written it (e.g. copied without it): say so plainly;
+# 'elsewhere' is a run whose status says it runs on another machine (which cannot be checked from here)
+STATE_NOTE = {"unknown": "no status", "elsewhere": "running elsewhere"}
 
 
 @dataclass(frozen=True)
@@ -53,7 +54,7 @@ def summarize(run: Run) -> RunSummary:
         recon=_number(last.get("recon")), kl=_number(last.get("kl")),
         val_neg_elbo=_number(val[-1].get("neg_elbo")) if val else None,
         state=STATE_NOTE.get(where.state, where.state),
-        problem=None if has_checkpoint or where.state == "running" else
+        problem=None if has_checkpoint or where.state in ("running", "elsewhere") else
         "no checkpoint yet (it stopped before its first one): resume it on the Train page to start it again",
         error=where.error if where.state == "failed" else None)
 
