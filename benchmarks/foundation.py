@@ -55,7 +55,7 @@ def celeba_cache_build(root: str) -> tuple[float, float, int]:
 
 def train_rate(preset: str, batch: int, steps: int, model: str = "beta-vae") -> float:
     with tempfile.TemporaryDirectory() as tmp:
-        config = RunConfig(name="bench", model=model, arch=PRESETS[preset], loss=LossConfig(beta=4.0),
+        config = RunConfig(name="bench", model=model, arch=PRESETS[preset], loss=LossConfig(beta=4.0, warmup_steps=0),
                            data=DataConfig("synthfaces"), train=TrainConfig(steps=steps, batch_size=batch, device="cpu"))
         run = Run(Path(tmp) / "bench")
         run.path.mkdir()

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from core.data import decode
+from core.config import DataConfig
+from core.data import decode, load_dataset
 from core.data.base import DataError, random_split
 from core.data.celeba import CROP, CelebA
 
@@ -136,6 +137,17 @@ def test_missing_partition_and_identity_files(fake_celeba, loader_cache_dir, cap
     np.testing.assert_array_equal(ds.split, random_split(len(ds), seed=0))
     assert "random 80/10/10 split" in caplog.text and "random" in ds.summary
     assert ds.identities is None
+
+
+def test_data_seed_picks_the_random_split_without_a_partition_file(fake_celeba, loader_cache_dir):
+    (fake_celeba / "list_eval_partition.txt").unlink()
+
+    def split(seed: int) -> np.ndarray:
+        return load_dataset(DataConfig("celeba", root=str(fake_celeba), seed=seed), progress=False,
+                            cache_dir=loader_cache_dir).split
+
+    assert np.array_equal(split(1), split(1)) and np.array_equal(split(1), random_split(ON_DISK - 2, seed=1))
+    assert not np.array_equal(split(0), split(1))
 
 
 @pytest.mark.parametrize("where", ["parent", "image folder", "missing"])

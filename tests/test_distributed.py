@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from core.training import distributed
 from core.training.batches import Batch
@@ -99,3 +100,25 @@ def test_batches_split_into_contiguous_equal_shards(monkeypatch):
     assert shard.fixed.shape == (4, 8) and shard.fixed[0, 4]
     with pytest.raises(RunError, match="multiple of 2"):
         distributed.check_batch_size(15)
+    distributed.check_batch_size(32, group_size=8)  # 16 rows a rank: two whole groups
+    with pytest.raises(RunError, match="multiple of 32"):
+        distributed.check_batch_size(16, group_size=16)  # 8 rows a rank: half a group each
+
+
+def test_a_shard_never_splits_a_modvae_group(monkeypatch):
+    monkeypatch.setattr(distributed, "world", lambda: 2)
+    monkeypatch.setattr(distributed, "rank", lambda: 0)
+    batch = Batch(np.arange(12), groups=np.arange(12) // 4, fixed=np.ones((12, 1), bool))  # rank 0: rows 0-5
+    with pytest.raises(RunError, match="split a ModVAE group"):
+        distributed.shard_batch(batch)
+
+
+def test_each_rank_draws_exactly_its_rows_of_the_single_process_noise(monkeypatch):
+    def noise(rank: int, world: int) -> torch.Tensor:
+        monkeypatch.setattr(distributed, "world", lambda: world)
+        monkeypatch.setattr(distributed, "rank", lambda: rank)
+        return distributed.rank_noise(torch.Generator().manual_seed(7), 12, 5)  # 12 x 5: not a multiple of 16
+
+    single = noise(0, 1)
+    assert single.shape == (12, 5) and single.dtype == torch.float32
+    assert torch.equal(torch.cat([noise(r, 3) for r in range(3)]), single)

@@ -28,7 +28,9 @@ def test_nan_weights_stop_the_run_and_keep_the_last_good_checkpoint(tmp_path):
     with pytest.raises(Diverged, match="lower --lr"):
         trainer.fit()
     status = trainer.run.status()
-    assert status["state"] == "failed" and "warm" in status["error"]
+    assert status["state"] == "failed" and "--lr 0.001" in status["error"]  # half the tiny run's 2e-3
+    # --warmup-steps is the KL warm-up: named as what it is, never as a learning-rate fix
+    assert "add --warmup-steps" not in status["error"] and "not a learning-rate warm-up" in status["error"]
     assert trainer.run.checkpoint_step() == 8
     assert all(torch.isfinite(p).all() for p in trainer.run.load_model().parameters())
 
@@ -65,6 +67,6 @@ def test_a_finite_but_exploding_loss_also_stops_the_run(tmp_path):
             trainer.model.encoder.head[-1].weight[:mu_rows].mul_(1e4)  # huge means: KL ~1e8, still finite
 
     fail_at(trainer, 17, blow_up)
-    with pytest.raises(Diverged, match=r"became \d"):  # a finite number, not inf or nan
+    with pytest.raises(Diverged, match=r"became \d.*lower --lr"):  # a finite number, not inf or nan
         trainer.fit()
     assert trainer.run.status()["state"] == "failed" and trainer.run.checkpoint_step() == 15

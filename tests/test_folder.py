@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from core.data import decode
+from core.config import DataConfig
+from core.data import decode, load_dataset
 from core.data.base import DataError, random_split
 from core.data.decode import SquareCrop, decode_image
 from core.data.cache import load_or_build
@@ -45,6 +46,16 @@ def test_folder_recursive_with_broken_files(photos, loader_cache_dir):
     np.testing.assert_array_equal(ds.split, random_split(len(IMAGES), seed=0))
     assert ds.images(np.arange(len(ds))).shape == (len(IMAGES), 3, 64, 64)
     assert sorted(photos.rglob("*")) == before, "wrote into the data folder"
+
+
+def test_data_seed_picks_the_split(photos, loader_cache_dir):
+    """--data-seed (DataConfig.seed) reaches the folder's random split: same seed, same split; another, another."""
+    def split(seed: int) -> np.ndarray:
+        return load_dataset(DataConfig("folder", root=str(photos), seed=seed), progress=False,
+                            cache_dir=loader_cache_dir).split
+
+    assert np.array_equal(split(1), split(1)) and np.array_equal(split(1), random_split(len(IMAGES), seed=1))
+    assert not np.array_equal(split(0), split(1))
 
 
 def test_csv_attributes_in_every_spelling(photos, tmp_path, loader_cache_dir):

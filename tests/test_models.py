@@ -19,18 +19,29 @@ def test_shapes_and_ranges(preset):
     assert model.sample(3).shape == (3, 3, 64, 64)
 
 
-def test_training_mode_samples_and_eval_mode_uses_the_mean():
+def test_training_mode_samples_with_the_given_noise_and_eval_mode_uses_the_mean():
     model = VAE(PRESETS["small"])
     x = torch.rand(4, 3, 64, 64)
     model.train()
-    g = torch.Generator().manual_seed(0)
-    out = model(x, g)
+    noise = torch.randn(4, 64, generator=torch.Generator().manual_seed(0))
+    out = model(x, noise)
     assert not torch.allclose(out.z, out.mu)
-    again = model(x, torch.Generator().manual_seed(0))
-    assert torch.equal(out.z, again.z)
+    torch.testing.assert_close(out.z, out.mu + noise * torch.exp(0.5 * out.logvar), rtol=0, atol=0)
+    assert torch.equal(model(x, noise.clone()).z, out.z)  # the noise is the only randomness
+    assert not torch.equal(model(x).z, out.z)  # no noise given: fresh noise from torch's generator
     model.eval()
-    out = model(x)
-    assert torch.equal(out.z, out.mu)
+    out = model(x, noise)
+    assert torch.equal(out.z, out.mu) and out.group_mean is None
+
+
+def test_bf16_autocast_keeps_the_noise_fp32():
+    model = VAE(PRESETS["small"]).train()
+    x, noise = torch.rand(2, 3, 64, 64), torch.randn(2, 64)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = model(x, noise)
+    assert out.mu.dtype == torch.bfloat16 and out.z.dtype == torch.float32
+    expected = out.mu.float() + noise * torch.exp(0.5 * out.logvar.float())
+    torch.testing.assert_close(out.z, expected, rtol=0.02, atol=0.02)
 
 
 def test_factor_blocks_map_fixed_factors_to_dims():
@@ -46,14 +57,27 @@ def test_modvae_clamp_replaces_fixed_dims_by_group_mean_before_decoding():
     model = VAE(PRESETS["small"]).train()
     blocks = FactorBlocks(num_factors=2, dims_per_factor=4, latent_dim=64)
     fixed = torch.tensor([[True, False]] * 3 + [[False, True]] * 3)
-    clamp = Clamp(torch.tensor([0, 0, 0, 1, 1, 1]), blocks.dim_mask(fixed), 2)
+    clamp = Clamp(blocks.dim_mask(fixed), group_size=3)  # rows 0-2 are group 0, rows 3-5 group 1
     x = torch.rand(6, 3, 64, 64)
-    out = model(x, torch.Generator().manual_seed(1), clamp)
+    out = model(x, torch.randn(6, 64), clamp)
     # group 0 fixes factor 0 (dims 0-3): identical codes there, equal to the mean of the encoder means
     assert torch.allclose(out.z[:3, :4], out.mu[:3, :4].mean(0).expand(3, 4), atol=1e-6)
     assert torch.allclose(out.z[3:, 4:8], out.mu[3:, 4:8].mean(0).expand(3, 4), atol=1e-6)
     # unclamped dims keep their own samples
     assert not torch.allclose(out.z[:3, 4:8], out.z[0, 4:8].expand(3, 4))
     assert not torch.allclose(out.z[:, 8:], out.mu[:, 8:])
+    # the group mean the clamp used rides on the output (for the loss), computed once
+    torch.testing.assert_close(out.group_mean, clamp.group_mean(out.mu), rtol=0, atol=0)
+    assert torch.equal(out.z[:3, :4], out.group_mean[:3, :4])
     out.logits.sum().backward()  # gradients reach the encoder through the group mean
     assert model.encoder.head[-1].weight.grad.abs().sum() > 0
+
+
+def test_group_mean_is_the_mean_over_each_contiguous_group_and_needs_whole_groups():
+    v = torch.arange(12.0).reshape(6, 2)
+    clamp = Clamp(torch.ones(6, 2, dtype=torch.bool), group_size=2)
+    expected = torch.tensor([[1.0, 2.0]] * 2 + [[5.0, 6.0]] * 2 + [[9.0, 10.0]] * 2)
+    assert torch.equal(clamp.group_mean(v), expected)
+    assert clamp.group_mean(v.bfloat16()).dtype == torch.float32  # group statistics in fp32 on the fast path
+    with pytest.raises(ValueError, match="groups of 4"):
+        Clamp(torch.ones(6, 2, dtype=torch.bool), group_size=4)

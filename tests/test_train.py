@@ -4,7 +4,7 @@ import torch
 from safetensors.torch import load_file
 
 from core.training.batches import GroupedBatches, ShuffledBatches
-from core.data.base import Attributes, Dataset
+from core.data.base import Attributes, DataError, Dataset
 from core.data.dsprites import DSprites
 from core.runs.folder import Run
 from core.training.loop import Trainer, resume, train
@@ -26,9 +26,15 @@ def test_tiny_run_reduces_the_loss_and_writes_the_run_folder(tmp_path):
     assert (run.path / "samples" / "prior_0000060.png").is_file()
 
 
-def test_resume_continues_exactly(tmp_path):
-    straight = train(tiny_config("straight", steps=20), tmp_path, progress=False, dataset=DSPRITES)
-    half = train(tiny_config("half", steps=10), tmp_path, progress=False, dataset=DSPRITES)
+@pytest.mark.parametrize("model", ["beta-vae", "modvae"])
+def test_resume_continues_exactly(tmp_path, model):
+    def config(name: str, steps: int):
+        config = tiny_config(name, model=model, steps=steps)
+        config.modvae.dims_per_factor, config.modvae.group_size = 1, 8
+        return config
+
+    straight = train(config("straight", 20), tmp_path, progress=False, dataset=DSPRITES)
+    half = train(config("half", 10), tmp_path, progress=False, dataset=DSPRITES)
     resumed = resume(half, steps=20, progress=False, dataset=DSPRITES)
     a, b = load_file(straight.checkpoint_path), load_file(resumed.checkpoint_path)
     assert a.keys() == b.keys() and any(k.startswith("optim.") for k in a)
@@ -106,15 +112,30 @@ class People(Dataset):
         return np.broadcast_to(self.identities[index, None, None, None].astype(np.uint8) * 40, (len(index), 3, 64, 64)).copy()
 
 
-def test_identity_groups_hold_one_person_each():
+def test_identity_groups_hold_one_person_each_in_contiguous_rows_of_equal_size():
     data = People()
     batches = GroupedBatches(data, batch_size=12, group_size=4, seed=0)
-    for step in range(5):
+    sizes = set()
+    for step in range(20):
         batch = batches(step)
-        assert len(batch.index) == 12
-        for g in np.unique(batch.groups):
-            people = np.unique(data.identities[batch.index[batch.groups == g]])
+        assert len(batch.index) == 12 and batch.groups.tolist() == np.repeat(np.arange(3), 4).tolist()
+        for rows in batch.index.reshape(3, 4):  # group g is rows 4g..4g+3
+            people = np.unique(data.identities[rows])
             assert len(people) == 1 and people[0] != 0  # person 0 has one image and cannot form a group
+            members = np.flatnonzero(data.identities == people[0])
+            # all of a person's images when they have at most 4, each repeated as evenly as possible
+            counts = np.array([np.sum(rows == m) for m in members])
+            assert counts.sum() == 4 and counts.max() - counts.min() <= 1
+            sizes.add(len(members))
+        assert np.array_equal(batches(step).index, batch.index)  # a pure function of (seed, step)
+    assert {2, 3, 6} <= sizes  # people with fewer images than the group size and more are both drawn
+    assert not np.array_equal(GroupedBatches(data, 12, 4, seed=1)(0).index, batches(0).index)
+
+
+def test_modvae_batches_must_hold_whole_groups():
+    with pytest.raises(DataError, match="not a multiple of --group-size 8"):
+        GroupedBatches(DSPRITES, batch_size=20, group_size=8, seed=0)
+    assert GroupedBatches(DSPRITES, batch_size=4, group_size=8, seed=0)(0).groups.tolist() == [0] * 4  # one group
 
 
 def test_shuffled_batches_cover_the_train_split_once_per_epoch():

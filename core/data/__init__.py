@@ -23,7 +23,7 @@ def load_dataset(config: DataConfig, progress: bool = True, cache_dir: str | Non
     if name == "celeba":
         from core.data.celeba import CelebA
 
-        return CelebA(config.root, cache_dir=cache_dir, progress=progress)
+        return CelebA(config.root, cache_dir=cache_dir, progress=progress, seed=config.seed)
     if name == "lfw":
         from core.data.lfw import LFW
 
@@ -31,5 +31,6 @@ def load_dataset(config: DataConfig, progress: bool = True, cache_dir: str | Non
     if name == "folder":
         from core.data.folder import ImageFolder
 
-        return ImageFolder(config.root, attributes_csv=config.attributes_csv, cache_dir=cache_dir, progress=progress)
+        return ImageFolder(config.root, attributes_csv=config.attributes_csv, cache_dir=cache_dir, progress=progress,
+                           seed=config.seed)
     raise DataError(f"unknown data set {name!r}")

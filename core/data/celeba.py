@@ -27,17 +27,19 @@ IDENTITY_FILE = "identity_CelebA.txt"
 # The standard 148 px face crop of the 178x218 aligned images (DCGAN/VAE literature):
 # box (15, 40, 163, 188), horizontally centred, 5 px below the vertical centre.
 CROP = SquareCrop(side=148 / 178, dy=5 / 218)
-SPLIT_SEED = 0
 _SIGNS = {"1": True, "-1": False}
 
 logger = logging.getLogger(__name__)
 
 
 class CelebA(CachedImageDataset):
+    """Aligned faces present on disk and in list_attr_celeba.txt: 40 attributes, split, identities if listed."""
+
     name = "celeba"
     crop = CROP
 
-    def __init__(self, root: str | Path, cache_dir: str | Path | None = None, progress: bool = True):
+    def __init__(self, root: str | Path, cache_dir: str | Path | None = None, progress: bool = True, seed: int = 0):
+        """`seed` (--data-seed): the seed of the random split used when list_eval_partition.txt is absent."""
         super().__init__()
         self.root = _check_layout(Path(root).expanduser())
         image_dir = self.root / IMAGE_DIR
@@ -60,7 +62,7 @@ class CelebA(CachedImageDataset):
         partition = _read_file_column(self.root / PARTITION_FILE, allowed=(0, 1, 2))
         identity = _read_file_column(self.root / IDENTITY_FILE)
         if partition is None:
-            self._note(f"{self.root / PARTITION_FILE} not found: using a random 80/10/10 split (seed {SPLIT_SEED}) "
+            self._note(f"{self.root / PARTITION_FILE} not found: using a random 80/10/10 split (--data-seed {seed}) "
                        f"instead of the official one; download {PARTITION_FILE} next to {ATTR_FILE} to get it")
         if identity is None:
             self._note(f"{self.root / IDENTITY_FILE} not found: no person identities", level=logging.INFO)
@@ -68,7 +70,7 @@ class CelebA(CachedImageDataset):
 
         values, self.has_attributes = lookup(self.files, row_of, table)  # all True: rows define the data set
         self.attributes = Attributes(names, values)
-        self.split = (random_split(len(self.files), seed=SPLIT_SEED) if partition is None
+        self.split = (random_split(len(self.files), seed=seed) if partition is None
                       else self._per_image(PARTITION_FILE, partition).astype(np.int8))
         self.identities = None if identity is None else self._per_image(IDENTITY_FILE, identity)
 

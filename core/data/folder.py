@@ -20,17 +20,19 @@ from core.data.base import DataError, random_split, read_text
 from core.data.decode import IMAGE_EXTENSIONS, SquareCrop, list_images
 from core.data.labelled import AttributeTable, CachedImageDataset
 
-SPLIT_SEED = 0
 _TRUE = {"1", "+1", "true", "yes", "y", "t"}
 _FALSE = {"0", "-1", "false", "no", "n", "f"}
 
 
 class ImageFolder(CachedImageDataset):
+    """Every image under `root`, centre-cropped square, with a seeded 80/10/10 split and the CSV's attributes."""
+
     name = "folder"
     crop = SquareCrop()
 
     def __init__(self, root: str | Path, attributes_csv: str | Path | None = None,
-                 cache_dir: str | Path | None = None, progress: bool = True):
+                 cache_dir: str | Path | None = None, progress: bool = True, seed: int = 0):
+        """`seed` (--data-seed): the random 80/10/10 train/val/test split's seed."""
         super().__init__()
         self.root = Path(root).expanduser()
         if not self.root.is_dir():
@@ -43,7 +45,7 @@ class ImageFolder(CachedImageDataset):
         labels = None if attributes_csv is None else read_attribute_csv(Path(attributes_csv).expanduser())
         self._decode_labelled(files, cache_dir, progress, labels,
                               hint=f"the `file` column must hold paths relative to {self.root}")
-        self.split = random_split(len(self.files), seed=SPLIT_SEED)
+        self.split = random_split(len(self.files), seed=seed)
 
 
 def read_attribute_csv(path: Path) -> AttributeTable:

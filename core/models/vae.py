@@ -6,23 +6,28 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from core.config import ArchConfig
-from core.models.networks import Decoder, Encoder
+from core.models.networks import ArchConfig, Decoder, Encoder
 
 
 @dataclass
 class Output:
+    """One forward pass: logits (B, 3, 64, 64) and the posterior mu, logvar and code z, each (B, latent_dim)."""
+
     logits: torch.Tensor  # decoder output; the reconstruction is its sigmoid
     mu: torch.Tensor
     logvar: torch.Tensor
     z: torch.Tensor
+    group_mean: torch.Tensor | None = None  # ModVAE: (B, D) fp32 group mean of mu the clamp used, for its loss
 
     def float(self) -> "Output":
         """fp32 copies of bf16 outputs (the losses are computed in fp32 on the fast path)."""
-        return Output(self.logits.float(), self.mu.float(), self.logvar.float(), self.z.float())
+        return Output(self.logits.float(), self.mu.float(), self.logvar.float(), self.z.float(),
+                      None if self.group_mean is None else self.group_mean.float())
 
 
 class VAE(nn.Module):
+    """Conv encoder/decoder for (B, 3, 64, 64) images in [0, 1]: diagonal Gaussian posterior, N(0, I) prior."""
+
     def __init__(self, arch: ArchConfig):
         super().__init__()
         self.arch = arch
@@ -31,6 +36,7 @@ class VAE(nn.Module):
 
     @property
     def latent_dim(self) -> int:
+        """D, the size of a latent code (arch.latent_dim)."""
         return self.arch.latent_dim
 
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -38,6 +44,7 @@ class VAE(nn.Module):
         return self.encoder(x)
 
     def decode_logits(self, z: torch.Tensor) -> torch.Tensor:
+        """Latent codes (B, latent_dim) -> logits (B, 3, 64, 64), which the losses take; `decode` is their sigmoid."""
         return self.decoder(z)
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
@@ -45,18 +52,27 @@ class VAE(nn.Module):
         return torch.sigmoid(self.decoder(z))
 
     @staticmethod
-    def reparameterize(mu, logvar, generator: torch.Generator | None = None) -> torch.Tensor:
-        # fp32 noise whatever the network's precision: the fast (bf16) and plain paths draw the same numbers
-        eps = torch.randn(mu.shape, generator=generator, device=mu.device)
-        return mu + eps * torch.exp(0.5 * logvar)
+    def reparameterize(mu, logvar, noise: torch.Tensor | None = None) -> torch.Tensor:
+        """mu + noise * sigma. `noise`: standard normal of mu's shape, fp32 whatever the network's precision (so
+        the fast (bf16) and plain paths use the same numbers); the trainer draws it as a function of (seed, step).
+        None draws fresh fp32 noise from torch's global generator."""
+        if noise is None:
+            noise = torch.randn(mu.shape, device=mu.device)
+        return mu + noise * torch.exp(0.5 * logvar)
 
-    def forward(self, x: torch.Tensor, generator: torch.Generator | None = None, clamp=None) -> Output:
-        """Encode, sample z, optionally apply ModVAE clamping (a callable on z), decode."""
+    def forward(self, x: torch.Tensor, noise: torch.Tensor | None = None, clamp=None) -> Output:
+        """Encode, sample z (training mode: with `noise`, see `reparameterize`; eval mode: z is the mean),
+        optionally apply ModVAE clamping (core.models.modvae.Clamp), decode.
+
+        No generator, host sync or data-dependent shape in here: the training forward is one torch.compile graph
+        (tests/test_compile_graphs.py)."""
         mu, logvar = self.encode(x)
-        z = self.reparameterize(mu, logvar, generator) if self.training else mu
+        z = self.reparameterize(mu, logvar, noise) if self.training else mu
+        group_mean = None
         if clamp is not None:
-            z = clamp(z, mu)
-        return Output(self.decode_logits(z), mu, logvar, z)
+            group_mean = clamp.group_mean(mu)
+            z = clamp.apply(z, group_mean)
+        return Output(self.decode_logits(z), mu, logvar, z, group_mean)
 
     @torch.no_grad()
     def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:

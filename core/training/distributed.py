@@ -2,10 +2,11 @@
 
 torchrun sets RANK / WORLD_SIZE / LOCAL_RANK; `init()` joins the process group (NCCL on CUDA, else gloo).
 Every rank builds the same deterministic global batch of step t and trains on its contiguous slice, so the
-union over ranks is the single-process batch and DDP's gradient average is the single-process gradient.
-Only rank 0 touches the run folder. Without torchrun every helper is a no-op (world of one, rank 0).
-ModVAE's clamp takes group means over each rank's rows only, so a group split across ranks (identity batches,
-or a per-rank batch that is not a multiple of --group-size) makes its loss differ slightly from one process.
+union over ranks is the single-process batch and DDP's gradient average is the single-process gradient; the
+sampling noise is sliced the same way (`rank_noise`). Only rank 0 touches the run folder. Without torchrun
+every helper is a no-op (world of one, rank 0). ModVAE's clamp takes group means over each rank's rows, so
+a rank's slice must hold whole groups: `check_batch_size` refuses a per-rank batch that is not a multiple of
+--group-size, and `shard_batch` refuses a slice that would split a group.
 """
 from __future__ import annotations
 
@@ -38,6 +39,7 @@ def init(device: str = "auto") -> None:
 
 
 def shutdown() -> None:
+    """Leave the process group together with the other ranks (barrier first); a no-op if not joined."""
     if dist.is_initialized():
         # Tear down together: a rank that destroys its group while a peer is still talking makes the peer's
         # gloo thread abort ("terminate called without an active exception", seen in CI at resume's end).
@@ -49,14 +51,17 @@ def shutdown() -> None:
 
 
 def rank() -> int:
+    """This process's rank: 0 .. world() - 1, 0 outside torchrun."""
     return dist.get_rank() if dist.is_initialized() else 0
 
 
 def world() -> int:
+    """The number of processes training together, 1 outside torchrun."""
     return dist.get_world_size() if dist.is_initialized() else 1
 
 
 def is_main() -> bool:
+    """True on rank 0, the only process that writes the run folder."""
     return rank() == 0
 
 
@@ -76,12 +81,18 @@ def wrap(model: nn.Module, device: torch.device) -> nn.Module:
     return DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
 
 
-def check_batch_size(batch_size: int) -> None:
-    if batch_size % world():
-        from core.runs.folder import RunError
+def check_batch_size(batch_size: int, group_size: int = 1) -> None:
+    """The global batch splits evenly over the ranks, each rank's slice into whole groups of `group_size` rows
+    (ModVAE; 1 for batches of independent rows)."""
+    from core.runs.folder import RunError
 
+    if batch_size % world():
         raise RunError(f"--batch-size {batch_size} does not split evenly over {world()} processes: "
                        f"use a multiple of {world()}")
+    if (batch_size // world()) % group_size:
+        raise RunError(f"--batch-size {batch_size} over {world()} processes gives each {batch_size // world()} "
+                       f"images, which do not split into whole ModVAE groups of {group_size}: use a --batch-size "
+                       f"that is a multiple of {world() * group_size}")
 
 
 def shard_rows(batch_size: int) -> slice:
@@ -91,21 +102,28 @@ def shard_rows(batch_size: int) -> slice:
 
 
 def shard_batch(batch: Batch) -> Batch:
+    """This rank's contiguous rows of the global `batch` (itself in one process); RunError if they split a group."""
     if world() == 1:
         return batch
     rows = shard_rows(len(batch.index))
+    g = batch.groups
+    if g is not None and ((rows.start > 0 and g[rows.start - 1] == g[rows.start])
+                          or (rows.stop < len(g) and g[rows.stop - 1] == g[rows.stop])):
+        from core.runs.folder import RunError
+
+        raise RunError(f"rank {rank()}'s rows {rows.start}..{rows.stop - 1} of the batch would split a ModVAE "
+                       "group across processes: use a --batch-size that is a multiple of processes x --group-size")
     return replace(batch, index=batch.index[rows],
                    groups=None if batch.groups is None else batch.groups[rows],
                    fixed=None if batch.fixed is None else batch.fixed[rows])
 
 
-def skip_noise(generator: torch.Generator, batch_size: int, latent_dim: int) -> None:
-    """Draw and drop the reparameterisation noise of the lower ranks' rows, so this rank's draw is its rows of
-    the single-process noise. Exact on CPU when rows x latent_dim is a multiple of 16 (PyTorch fills normals
-    in blocks of 16); on CUDA the ranks' noise is merely independent."""
-    before = shard_rows(batch_size).start
-    if before:
-        torch.randn(before, latent_dim, generator=generator, device=generator.device)
+def rank_noise(generator: torch.Generator, batch_size: int, latent_dim: int) -> torch.Tensor:
+    """This rank's rows of the step's reparameterisation noise: the global (batch_size, latent_dim) fp32 draw,
+    sliced like the batch, so every rank uses exactly its rows of the single-process noise, on CPU and CUDA
+    alike (drawing the whole batch's noise costs a few kilobytes of random numbers)."""
+    noise = torch.randn(batch_size, latent_dim, generator=generator, device=generator.device, dtype=torch.float32)
+    return noise if world() == 1 else noise[shard_rows(batch_size)]
 
 
 def mean_over_ranks(values: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -130,6 +148,7 @@ def any_rank(flag: bool, device: torch.device) -> bool:
 
 
 def barrier() -> None:
+    """Wait until every rank reaches this point; a no-op outside torchrun."""
     if dist.is_initialized():
         dist.barrier()
 
