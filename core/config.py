@@ -1,143 +1,194 @@
-"""Run configuration: nested dataclasses that round-trip to JSON.
+"""Run configuration: nested dataclasses of settings (core.settings) that round-trip to JSON.
 
-`config.json` in a run folder is `RunConfig.to_dict()`; loading it back validates every
-field, so a hand-edited or foreign config fails with a message naming the field.
+This is the one source of every default, valid range and help text: `python -m core train`'s options and the
+Train page's widgets are built from these fields, and everything is checked by `RunConfig.validate` with one message
+format. A model family's own defaults (β-VAE's β = 4, ...) come from its registry entry (core.models.family), so
+`RunConfig(name, model="beta-vae")` in Python, the CLI and the Train page build the same run.
+
+`config.json` in a run folder is `RunConfig.to_dict()`; loading it back validates every field, so a hand-edited or
+foreign config fails with a message naming the file and the field.
 """
 from __future__ import annotations
 
 import dataclasses
 import json
 import re
+import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, get_type_hints
+from typing import Any, Iterator
 
-MODELS = ("vae", "beta-vae", "modvae")
+from core.models.family import FAMILIES, Family
+from core.models.networks import MAX_CHANNELS, PRESETS, ArchConfig
+from core.objectives.likelihoods import LIKELIHOODS
+from core.settings import ConfigError, Setting, check_section, from_plain, setting, settings_of
+
+__all__ = ["ArchConfig", "ConfigError", "DataConfig", "LossConfig", "ModVAEConfig", "PRESETS", "RunConfig",
+           "TrainConfig", "DATASETS", "all_settings", "option_value"]
+
 DATASETS = ("synthfaces", "dsprites", "celeba", "lfw", "folder")
-RECONSTRUCTIONS = ("bernoulli", "gaussian", "laplace")
-RUN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
-
-
-class ConfigError(ValueError):
-    """A config value is missing, of the wrong type or out of range."""
-
-
-@dataclass
-class ArchConfig:
-    """The shared conv encoder/decoder family for 64x64 images."""
-
-    preset: str = "small"
-    channels: tuple[int, ...] = (32, 32, 64, 64)
-    hidden: int = 256
-    latent_dim: int = 64
-    norm: str = "none"  # "none" or "group"
-
-
-PRESETS = {
-    # Burgess et al. 2018 layout: trains on a laptop CPU in minutes.
-    "small": ArchConfig("small", (32, 32, 64, 64), 256, 64, "none"),
-    # Wider with GroupNorm (BatchNorm would see ModVAE's near-identical batches): for GPU and CelebA.
-    "standard": ArchConfig("standard", (64, 128, 256, 512), 512, 64, "group"),
-}
+RUN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
+MAX_STEPS = 10**9
+MAX_SEED = 2**32 - 1
 
 
 @dataclass
 class LossConfig:
-    reconstruction: str = "bernoulli"
-    beta: float = 1.0
-    warmup_steps: int = 0  # linear KL warm-up from 0 to beta
-    capacity_max: float = 0.0  # nats; > 0 turns on Burgess et al. capacity annealing
-    capacity_steps: int = 0
-    capacity_gamma: float = 100.0
-    clamp_weight: float = 1.0  # ModVAE only: weight of the MSE pulling clamped dims to the batch mean
+    """The objective: reconstruction likelihood, KL weight and its schedule, family regulariser weights."""
+
+    reconstruction: str = setting("bernoulli", "reconstruction likelihood", label="Likelihood",
+                                  choices=LIKELIHOODS, flag="--recon")
+    beta: float | None = setting(None, "KL weight; 1 is the plain VAE, larger pushes towards disentangled, blurrier "
+                                       "codes (default: the model family's)", label="β (KL weight)",
+                                 low=0, high=1000, step=0.5)
+    warmup_steps: int | None = setting(None, "steps of linear KL warm-up from 0 to β (default: the model family's)",
+                                       label="KL warm-up steps", low=0, high=MAX_STEPS)
+    capacity_max: float = setting(0.0, "nats; > 0 turns on Burgess et al. capacity annealing", label="Capacity (nats)",
+                                  low=0, high=1e4)
+    capacity_steps: int = setting(0, "steps over which the capacity grows to its maximum", label="Capacity steps",
+                                  low=0, high=MAX_STEPS)
+    capacity_gamma: float = setting(100.0, "weight of |KL - capacity|", label="Capacity γ", low=0, high=1e6)
+    clamp_weight: float = setting(1.0, "ModVAE: weight of the MSE pulling clamped dims to their group mean",
+                                  label="Clamp weight", low=0, high=1e6)
 
 
 @dataclass
 class ModVAEConfig:
-    dims_per_factor: int = 4  # latent block per generative factor (or for identity on real data)
-    group_size: int = 16  # images per one-factor (or one-identity) group inside a batch
+    """ModVAE's factor blocks and groups."""
+
+    dims_per_factor: int = setting(4, "ModVAE: latent block per generative factor (or for identity on real faces)",
+                                   label="Dims per factor", low=1, high=1024)
+    group_size: int = setting(16, "ModVAE: images per one-factor (or one-identity) group in a batch",
+                              label="Group size", low=2, high=4096)
 
 
 @dataclass
 class DataConfig:
-    dataset: str = "synthfaces"
-    root: str | None = None  # folder for celeba / lfw / folder
-    attributes_csv: str | None = None  # folder data set only
-    seed: int = 0  # split seed for data sets without an official split
+    """Which data set, where it lives, and the seed of its split."""
+
+    dataset: str = setting("synthfaces", "data set", label="Data set", choices=DATASETS)
+    root: str | None = setting(None, "folder of celeba / lfw / folder data", label="Data root folder",
+                               flag="--data-root")
+    attributes_csv: str | None = setting(None, "folder data set: CSV of file,attr1,attr2,...",
+                                         label="Attributes CSV (optional)")
+    seed: int = setting(0, "split seed for data sets without an official split", label="Split seed", low=0,
+                        high=MAX_SEED, flag="--data-seed")
 
 
 @dataclass
 class TrainConfig:
-    steps: int = 2000
-    batch_size: int = 64
-    lr: float = 5e-4  # 1e-3 diverged in 6,000-step VAE and ModVAE runs on SynthFaces; 5e-4 ran clean (RESULTS.md)
-    seed: int = 0
-    device: str = "auto"
-    log_every: int = 10
-    val_every: int = 0  # 0: at the end of every epoch
-    val_images: int = 512
-    checkpoint_every: int = 500
-    sample_every: int = 500
-    threads: int = 0  # 0: torch default
-    mode: str = "auto"  # step speed-ups (core.speed): auto = fast on CUDA, plain on CPU; or "fast" / "plain"
-    compile: bool = False  # torch.compile the network
+    """Length, batch, optimiser, device and the logging intervals of a run."""
+
+    steps: int = setting(2000, "optimizer steps", label="Steps", low=1, high=MAX_STEPS, step=500)
+    batch_size: int = setting(64, "images per step", label="Batch size", low=1, high=65536)
+    # 1e-3 diverged in 6,000-step VAE and ModVAE runs on SynthFaces; 5e-4 ran clean (benchmarks/RESULTS.md)
+    lr: float = setting(5e-4, "Adam learning rate", label="Learning rate", low=1e-8, high=1.0)
+    seed: int = setting(0, "seed of the weights, batches and sampling noise", label="Seed", low=0, high=MAX_SEED)
+    device: str = setting("auto", "auto (CUDA if present), cpu, cuda, cuda:1, ...", label="Device")
+    log_every: int = setting(10, "steps between logged training losses", label="Log every", low=1, high=MAX_STEPS)
+    val_every: int = setting(0, "steps between validations (0: at the end of every epoch)", label="Validate every",
+                             low=0, high=MAX_STEPS)
+    val_images: int = setting(512, "held-out images per validation", label="Validation images", low=1, high=100_000)
+    checkpoint_every: int = setting(500, "steps between checkpoints", label="Checkpoint every", low=1, high=MAX_STEPS)
+    sample_every: int = setting(500, "steps between sample pictures", label="Samples every", low=1, high=MAX_STEPS)
+    threads: int = setting(0, "CPU threads (0: PyTorch's default)", label="CPU threads", low=0, high=1024)
+    # step speed-ups (core.training.speed): auto = fast on CUDA, plain on CPU
+    mode: str = setting("auto", "step speed-ups: auto (fast on CUDA), fast or plain", label="Speed-ups",
+                        choices=("auto", "fast", "plain"), flag=None)
+    compile: bool = setting(False, "torch.compile the network (about a minute up front)", label="Compile")
+
+
+SECTIONS = {"arch": ArchConfig, "loss": LossConfig, "modvae": ModVAEConfig, "data": DataConfig, "train": TrainConfig}
 
 
 @dataclass
 class RunConfig:
+    """Everything that defines a run; `config.json` of its folder. Unset family-dependent fields (None) take the
+    model family's defaults when the config is built."""
+
     name: str
-    model: str = "beta-vae"
+    model: str = setting("beta-vae", "model family", label="Model", choices=lambda: FAMILIES.names())
     arch: ArchConfig = field(default_factory=ArchConfig)
     loss: LossConfig = field(default_factory=LossConfig)
     modvae: ModVAEConfig = field(default_factory=ModVAEConfig)
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
-    command: str = ""  # the exact command line that created the run
+    command: str = ""  # a command line that recreates the run
+
+    def __post_init__(self) -> None:
+        if self.model in FAMILIES:
+            for key, value in FAMILIES[self.model].defaults.items():
+                section, name = key.split(".")
+                if getattr(getattr(self, section), name) is None:
+                    setattr(getattr(self, section), name, value)
+        # a family that sets no value for an optional number leaves the plain default
+        if self.loss.beta is None:
+            self.loss.beta = 1.0
+        if self.loss.warmup_steps is None:
+            self.loss.warmup_steps = 0
+
+    @property
+    def family(self) -> Family:
+        """The model family's registry entry."""
+        return FAMILIES[self.model]
+
+    @classmethod
+    def from_options(cls, options: dict[str, Any], name: str | None = None) -> "RunConfig":
+        """A validated config from `{"section.field": value}` (the CLI's parsed options, the Train page's form):
+        the preset first, then the family's defaults, then every given value. Unknown keys are refused."""
+        known = {s.key: s for s in all_settings()}
+        unknown = set(options) - set(known)
+        if unknown:
+            raise ConfigError(f"unknown settings {sorted(unknown)}")
+        model = options.get("model", cls.__dataclass_fields__["model"].default)
+        known["model"].check(model)
+        preset = options.get("arch.preset", ArchConfig().preset)
+        known["arch.preset"].check(preset)
+        config = cls(name=name or "unnamed", model=model, arch=dataclasses.replace(PRESETS[preset]),
+                     loss=LossConfig(**_given(options, "loss")))
+        for key, value in options.items():
+            if "." in key and not key.startswith("loss."):
+                known[key].check(value)  # before it is stored: a wrong type must not reach later checks
+                section, attr = key.split(".")
+                setattr(getattr(config, section), attr, value)
+        config.command = command_line(config)
+        return config.validate()
 
     def validate(self) -> "RunConfig":
-        checks = [
-            (RUN_NAME.match(self.name), f"run name {self.name!r}: use letters, digits, '_', '-', '.' (no '/' or '..'), at most 100 characters"),
-            (".." not in self.name, f"run name {self.name!r} must not contain '..'"),
-            (self.model in MODELS, f"model {self.model!r}: use one of {', '.join(MODELS)}"),
-            (self.data.dataset in DATASETS, f"dataset {self.data.dataset!r}: use one of {', '.join(DATASETS)}"),
-            (self.loss.reconstruction in RECONSTRUCTIONS, f"reconstruction {self.loss.reconstruction!r}: use one of {', '.join(RECONSTRUCTIONS)}"),
-            (self.train.mode in ("auto", "fast", "plain"), f"train.mode {self.train.mode!r}: use auto, fast or plain"),
-            (self.arch.norm in ("none", "group"), f"arch.norm {self.arch.norm!r}: use 'none' or 'group'"),
-            (1 <= self.arch.latent_dim <= 1024, f"latent_dim {self.arch.latent_dim}: must be between 1 and 1024"),
-            (len(self.arch.channels) == 4 and all(c > 0 for c in self.arch.channels), "arch.channels: need 4 positive channel counts (64->4 px in four stride-2 steps)"),
-            (self.arch.hidden > 0, "arch.hidden must be positive"),
-            (self.loss.beta >= 0, f"beta {self.loss.beta}: must be >= 0"),
-            (self.loss.warmup_steps >= 0 and self.loss.capacity_steps >= 0, "warm-up and capacity steps must be >= 0"),
-            (self.loss.capacity_max >= 0, "capacity_max must be >= 0"),
-            (self.loss.clamp_weight >= 0, "clamp_weight must be >= 0"),
-            (self.modvae.dims_per_factor >= 1 and self.modvae.group_size >= 2, "modvae: dims_per_factor >= 1 and group_size >= 2"),
-            (self.train.steps >= 1, f"steps {self.train.steps}: must be >= 1"),
-            (1 <= self.train.batch_size <= 65536, f"batch_size {self.train.batch_size}: must be between 1 and 65536"),
-            (0 < self.train.lr < 1, f"lr {self.train.lr}: must be in (0, 1)"),
-            (min(self.train.log_every, self.train.checkpoint_every, self.train.sample_every) >= 1 and self.train.val_every >= 0,
-             "log/checkpoint/sample intervals must be >= 1 (val_every >= 0; 0 means every epoch)"),
-            (self.data.dataset in ("synthfaces", "dsprites") or self.data.root, f"dataset {self.data.dataset!r} needs --data-root pointing at its folder"),
-        ]
-        for ok, message in checks:
-            if not ok:
-                raise ConfigError(message)
+        """Check every setting's type and range and the rules between settings; ConfigError names the field."""
+        if not isinstance(self.name, str) or not RUN_NAME.fullmatch(self.name) or ".." in self.name:
+            raise ConfigError(f"run name {self.name!r}: use letters, digits, '_', '-', '.' (no '/' or '..'), "
+                              "at most 100 characters, starting with a letter or digit")
+        check_section(self)
+        for section, cls in SECTIONS.items():
+            check_section(getattr(self, section), section)
+        channels = self.arch.channels
+        if len(channels) != 4 or not all(isinstance(c, int) and 0 < c <= MAX_CHANNELS for c in channels):
+            raise ConfigError(f"arch.channels = {list(channels)!r}: need 4 channel counts from 1 to {MAX_CHANNELS} "
+                              "(64 -> 4 px in four stride-2 steps)")
+        if self.data.dataset not in ("synthfaces", "dsprites") and not self.data.root:
+            raise ConfigError(f"dataset {self.data.dataset!r} needs --data-root pointing at its folder")
         return self
 
     def to_dict(self) -> dict[str, Any]:
+        """Plain data for config.json."""
         return dataclasses.asdict(self)
 
     def to_json(self) -> str:
+        """config.json's text."""
         return json.dumps(self.to_dict(), indent=2)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "RunConfig":
-        return _build(cls, data, "config").validate()
+        """A validated config from parsed JSON."""
+        return from_plain(cls, data, "config").validate()
 
     @classmethod
     def load(cls, path: Path) -> "RunConfig":
+        """Read and validate a config.json; ConfigError names the file."""
         try:
             data = json.loads(Path(path).read_text())
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError, ValueError) as e:
             raise ConfigError(f"{path}: not a readable JSON config ({e})") from None
         try:
             return cls.from_dict(data)
@@ -145,49 +196,44 @@ class RunConfig:
             raise ConfigError(f"{path}: {e}") from None
 
 
-def _build(cls, data: Any, where: str):
-    """Build dataclass `cls` from plain JSON data, checking keys and types."""
-    if not isinstance(data, dict):
-        raise ConfigError(f"{where}: expected an object, got {type(data).__name__}")
-    hints = get_type_hints(cls)
-    names = {f.name for f in dataclasses.fields(cls)}
-    unknown = set(data) - names
-    if unknown:
-        raise ConfigError(f"{where}: unknown keys {sorted(unknown)}")
-    kwargs = {}
-    for f in dataclasses.fields(cls):
-        if f.name not in data:
-            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
-                raise ConfigError(f"{where}: missing key {f.name!r}")
+def all_settings() -> Iterator[Setting]:
+    """Every setting of a run: the model, then each section's, in declaration order."""
+    yield from settings_of(RunConfig)
+    for section, cls in SECTIONS.items():
+        yield from settings_of(cls, section)
+
+
+def option_value(config: RunConfig, key: str) -> Any:
+    """The value of setting `key` ("model" or "section.field") in `config`."""
+    if "." not in key:
+        return getattr(config, key)
+    section, name = key.split(".")
+    return getattr(getattr(config, section), name)
+
+
+def command_line(config: RunConfig) -> str:
+    """`python -m core train ...` naming every setting that differs from what the family and preset would give."""
+    base = RunConfig(name=config.name, model=config.model)
+    words = ["python", "-m", "core", "train", "--name", config.name]
+    for s in all_settings():
+        value = option_value(config, s.key)
+        if s.flag is None or value == option_value(base, s.key) and s.key not in ("model",):
             continue
-        kwargs[f.name] = _coerce(hints[f.name], data[f.name], f"{where}.{f.name}")
-    return cls(**kwargs)
+        if s.type is bool:
+            words += [s.flag] if value else []
+        else:
+            words += [s.flag, f"{value:g}" if isinstance(value, float) else str(value)]
+    if config.train.mode != "auto":
+        words.append(f"--{config.train.mode}")
+    return shlex.join(words)
 
 
-def _coerce(hint, value, where: str):
-    if dataclasses.is_dataclass(hint):
-        return _build(hint, value, where)
-    text = str(hint)
-    if text.startswith("tuple"):
-        if not isinstance(value, (list, tuple)) or not all(isinstance(v, int) and not isinstance(v, bool) for v in value):
-            raise ConfigError(f"{where}: expected a list of integers")
-        return tuple(value)
-    if value is None:
-        if "None" in text:
-            return None
-        raise ConfigError(f"{where}: must not be null")
-    for typ in (bool, int, float, str):
-        if hint is typ or text.startswith(typ.__name__):
-            break
-    else:
-        raise ConfigError(f"{where}: unsupported type {hint}")
-    if typ is float and isinstance(value, int) and not isinstance(value, bool):
-        value = float(value)
-    if not isinstance(value, typ) or (typ is int and isinstance(value, bool)):
-        raise ConfigError(f"{where}: expected {typ.__name__}, got {value!r}")
-    return value
-
-
-def model_defaults(model: str) -> dict[str, Any]:
-    """The documented recipe per model name (overridable from the CLI)."""
-    return {"vae": {"beta": 1.0}, "beta-vae": {"beta": 4.0, "warmup_steps": 500}, "modvae": {"beta": 1.0}}[model]
+def _given(options: dict[str, Any], section: str) -> dict[str, Any]:
+    """The options of one section, by field name, each checked before the dataclass is built."""
+    known = {s.key: s for s in settings_of(SECTIONS[section], section)}
+    out = {}
+    for key, value in options.items():
+        if key.startswith(section + "."):
+            known[key].check(value)
+            out[key.split(".", 1)[1]] = value
+    return out

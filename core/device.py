@@ -17,10 +17,12 @@ def staged(images: np.ndarray, device: torch.device) -> torch.Tensor:
 
 
 def as_float(images: torch.Tensor) -> torch.Tensor:
+    """uint8 image tensor -> float32 in [0, 1] on its device (uint8 only: float32 input is divided in place)."""
     return images.float().div_(255)
 
 
 def pick_device(name: str) -> torch.device:
+    """The torch device a `--device` value names ('auto': CUDA if available, else CPU); ConfigError for absent CUDA."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name.startswith("cuda") and not torch.cuda.is_available():

@@ -30,11 +30,13 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
 
 
 def write_bytes(path: str | Path, data: bytes) -> None:
+    """Replace the file at `path` with `data` atomically (see atomic_path), creating its folder if needed."""
     with atomic_path(path) as tmp:
         tmp.write_bytes(data)
 
 
 def write_json(path: str | Path, obj: Any) -> None:
+    """Write `obj` to `path` atomically as indented JSON with a trailing newline."""
     write_bytes(path, (json.dumps(obj, indent=2) + "\n").encode())
 
 

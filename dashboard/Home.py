@@ -2,9 +2,11 @@
 import bootstrap  # noqa: F401  (puts the repository root on sys.path before `core` is imported)
 import streamlit as st
 
+from dashboard.access import local_only
 from dashboard.bootstrap import ROOT
 
 st.set_page_config(page_title="LatentLab", page_icon=":material/explore:", layout="wide")
+local_only()  # before any page runs
 
 PAGES = ROOT / "pages"
 st.navigation([

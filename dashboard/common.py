@@ -4,6 +4,7 @@ Pages draw; `core` computes. Nothing here does tensor math beyond handing arrays
 """
 from __future__ import annotations
 
+import re
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
@@ -21,6 +22,14 @@ from core.models.vae import VAE
 from core.runs.folder import Run, RunError, list_runs
 
 USER_ERRORS = (ConfigError, DataError, RunError, LabelError, OSError)
+# Markdown's (and Streamlit's colour / icon / LaTeX) syntax characters
+_MARKUP = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~$:])")
+
+
+def plain(text: str) -> str:
+    """`text` escaped so that Streamlit's Markdown shows it as typed: a run name, label or error message from a
+    file can never become a link, an image (a request to a URL of the file's choosing) or formatting."""
+    return _MARKUP.sub(r"\\\1", str(text))
 
 
 @contextmanager

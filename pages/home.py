@@ -4,6 +4,7 @@ from datetime import datetime
 
 import streamlit as st
 
+from core.config import RunConfig
 from core.runs import jobs
 from core.runs.folder import default_runs_dir
 from core.runs.summary import summaries
@@ -20,14 +21,14 @@ LINKS = (  # the page, and what it is for
     ("compare.py", "Compare", "two runs side by side on the same faces"),
 )
 # β-VAE on the built-in faces, short enough to watch finish: about a minute on a free 2-core CPU
-QUICK_DEMO = ["--model", "beta-vae", "--dataset", "synthfaces", "--steps", "500", "--val-every", "250"]
+QUICK_DEMO = {"model": "beta-vae", "data.dataset": "synthfaces", "train.steps": 500, "train.val_every": 250}
 
 
 def train_demo() -> None:
     """Button callback: launch, then open the Train page on the new run (a callback may not switch pages)."""
     try:
         name = f"quick-demo-{time.strftime('%Y%m%d-%H%M%S')}"  # not demo-*: those are the shipped runs
-        run = jobs.launch(jobs.config_from_cli([*QUICK_DEMO, "--name", name]))
+        run = jobs.launch(RunConfig.from_options(QUICK_DEMO, name))
     except USER_ERRORS as e:
         st.session_state["home_flash"] = str(e)
         return

@@ -1,18 +1,23 @@
 """Train: start a run in the background, watch it, stop or resume it, and compare its loss curves with others'.
 
-Jobs are separate processes (core.jobs) that outlive this page and the server; everything shown here is read
+Jobs are separate processes (core.runs.jobs) that outlive this page and the server; everything shown here is read
 back from the run folders, so a run started from the command line shows up the same way.
 """
+import time
+
 import streamlit as st
 
+from core.config import RunConfig, command_line, option_value
+from core.data import load_dataset
+from core.models.family import FAMILIES
 from core.runs import jobs
-from core.config import DATASETS, PRESETS, model_defaults
-from core.runs.labels import LabelError, load_labels
 from core.runs.folder import Run, list_runs
+from core.runs.labels import LabelError, load_labels
+from core.training.batches import steps_for_epochs
 from dashboard.charts import kl_heatmap, train_curves, val_curves
-from dashboard.common import USER_ERRORS
+from dashboard.common import USER_ERRORS, plain
+from dashboard.settings_form import setting_input
 
-MODELS = {"VAE": "vae", "β-VAE": "beta-vae", "ModVAE": "modvae"}
 FOLDER_DATA = ("celeba", "lfw", "folder")
 POLL_S = 2
 
@@ -25,57 +30,66 @@ def duration(seconds: float | None) -> str:
     return f"{hours} h {minutes:02d} min" if hours else f"{minutes} min {s:02d} s" if minutes else f"{s} s"
 
 
-def new_run_options() -> list[str]:
-    """The form as `python -m core train` options: the job, its validation and its recorded command share them."""
+def new_run_form() -> tuple[dict, str | None, float | None]:
+    """The form as settings ({"section.field": value}), the run name and, when asked in epochs, the epoch count.
+    Defaults come from RunConfig for the chosen family, so the page, the CLI and Python agree."""
     c1, c2, c3 = st.columns(3)
+    titles = {f.title: f.name for f in FAMILIES}
+    model = titles[c1.radio("Model", list(titles), index=list(titles.values()).index("beta-vae"), horizontal=True,
+                            key="tr_model", help="; ".join(f"{f.title}: {f.summary}" for f in FAMILIES))]
+    family = FAMILIES[model]
+    defaults = RunConfig(name="form", model=model)
+    options: dict = {"model": model}
+
+    def field(key: str, column, per_family: bool = False, **kwargs) -> None:
+        widget_key = f"tr_{key}_{model}" if per_family else f"tr_{key}"
+        options[key] = setting_input(key, option_value(defaults, key), widget_key, column, **kwargs)
+
     with c1:
-        model = MODELS[st.radio("Model", list(MODELS), index=1, horizontal=True, key="tr_model")]
-        beta = st.number_input("β (KL weight)", min_value=0.0, value=model_defaults(model)["beta"], step=0.5,
-                               key=f"tr_beta_{model}", disabled=model == "vae",
-                               help="1 is the plain VAE; larger values push towards disentangled, blurrier codes")
-        latent = st.number_input("Latent dims", min_value=1, max_value=1024, value=64, key="tr_latent")
-        preset = st.selectbox("Network size", sorted(PRESETS), index=sorted(PRESETS).index("small"), key="tr_preset",
-                              help="small: 0.8 M parameters, fine on a CPU; standard: 14 M, for a GPU and CelebA")
-        options = ["--model", model, "--beta", f"{beta:g}", "--latent-dim", str(latent), "--preset", preset]
-        if model == "modvae":
-            options += ["--dims-per-factor", str(st.number_input("Dims per factor", 1, 64, 4, key="tr_dpf")),
-                        "--group-size", str(st.number_input("Group size", 2, 256, 16, key="tr_group"))]
+        for key in family.settings:
+            field(key, c1, per_family=True)
+        field("arch.latent_dim", c1)
+        field("arch.preset", c1)
     with c2:
-        dataset = st.selectbox("Data set", DATASETS, key="tr_dataset")
-        options += ["--dataset", dataset]
-        if dataset in FOLDER_DATA:
-            options += ["--data-root", st.text_input("Data root folder", key="tr_root",
-                                                     placeholder="e.g. ../shared/data/celeba").strip()]
-        if dataset == "folder" and (csv := st.text_input("Attributes CSV (optional)", key="tr_csv").strip()):
-            options += ["--attributes-csv", csv]
-        device = st.selectbox("Device", jobs.device_choices(), key="tr_device",
-                              help="auto: the GPU when PyTorch sees one, else the CPU")
-        options += ["--device", device]
+        field("data.dataset", c2)
+        if options["data.dataset"] in FOLDER_DATA:
+            field("data.root", c2, placeholder="e.g. ../shared/data/celeba")
+        if options["data.dataset"] == "folder":
+            field("data.attributes_csv", c2)
+        options["train.device"] = c2.selectbox("Device", jobs.device_choices(), key="tr_device",
+                                               help="auto: the GPU when PyTorch sees one, else the CPU")
     with c3:
         unit = st.radio("Length in", ["steps", "epochs"], horizontal=True, key="tr_unit")
+        epochs = None
         if unit == "steps":
-            options += ["--steps", str(st.number_input("Steps", min_value=1, value=2000, step=500, key="tr_steps"))]
+            field("train.steps", c3)
         else:
-            options += ["--epochs", f"{st.number_input('Epochs', min_value=0.01, value=1.0, key='tr_epochs'):g}"]
-        options += ["--batch-size", str(st.number_input("Batch size", 1, 65536, 64, key="tr_batch")),
-                    "--lr", f"{st.number_input('Learning rate', 0.0, 1.0, 5e-4, format='%.5f', key='tr_lr'):g}"]
+            epochs = float(st.number_input("Epochs", value=1.0, format="%g", key="tr_epochs",
+                                           help="passes over the train split (must be > 0)"))
+        field("train.batch_size", c3)
+        field("train.lr", c3)
         name = st.text_input("Run name", key="tr_name", placeholder="empty: <model>-<data set>-<time>",
                              help="letters, digits, '_', '-', '.'; a new folder in the runs folder").strip()
-        if name:
-            options += ["--name", name]
-    return options
+    return options, name or None, epochs
 
 
-def start(options: list[str]) -> None:
+def start(options: dict, name: str | None, epochs: float | None) -> None:
+    """Check the form through RunConfig (the same checks and messages as the CLI) and launch the job."""
     try:
-        with st.spinner("Checking the options and starting the job ..."):  # --epochs may open a folder data set
-            run = jobs.launch(jobs.config_from_cli(options))
+        with st.spinner("Checking the options and starting the job ..."):  # epochs may open a folder data set
+            stamp = time.strftime("%Y%m%d-%H%M%S")
+            config = RunConfig.from_options(options, name or f"{options['model']}-{options['data.dataset']}-{stamp}")
+            if epochs is not None:
+                config.train.steps = steps_for_epochs(config, epochs, load_dataset(config.data, progress=False))
+                config.command = command_line(config)
+            run = jobs.launch(config)
     except USER_ERRORS as e:
-        st.error(f"Not started: {e}")
+        st.error(f"Not started: {plain(str(e))}")
         return
     st.session_state["train_watch"] = run.name
-    st.success(f"Started **{run.name}** in the background: it keeps training if you leave this page or close the "
-               "browser. Command: `" + run.config.command + "`")
+    st.success(f"Started **{plain(run.name)}** in the background: it keeps training if you leave this page or "
+               "close the browser.")
+    st.code(run.config.command, language="bash")
 
 
 def cancel(run: Run) -> None:
@@ -170,9 +184,9 @@ def curves(runs: list[Run]) -> None:
 st.title("Train")
 
 with st.expander("New run", expanded=True):
-    options = new_run_options()
+    form = new_run_form()
     if st.button("Start training", type="primary", key="tr_start"):
-        start(options)
+        start(*form)
 
 runs = [run for run in list_runs() if readable(run)]
 if not runs:

@@ -7,6 +7,7 @@ LATENTLAB_E2E=required, which turns that skip into a failure.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -22,6 +23,7 @@ CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
          "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic"]
 SHOTS = Path(os.environ.get("LATENTLAB_SCREENSHOTS", ROOT / "test-artifacts" / "screenshots"))
+RUNS: dict[str, Path] = {}  # the server's runs folder, for tests that check what was (not) written
 PAGES = ["", "train", "traversals", "embeddings", "arithmetic", "generate", "compare", "metrics"]
 
 if CHROMIUM is None and os.environ.get("LATENTLAB_E2E") == "required":
@@ -34,6 +36,7 @@ pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="SKIPPED LOUDLY: no chr
 def server(tiny_runs_dir, tmp_path_factory):
     runs = tmp_path_factory.mktemp("e2e") / "runs"
     shutil.copytree(tiny_runs_dir, runs)
+    RUNS["dir"] = runs
     for demo in (ROOT / "checkpoints").glob("demo-*"):
         shutil.copytree(demo, runs / demo.name)
     with socket.socket() as s:
@@ -112,5 +115,29 @@ def test_main_controls_work_in_a_real_browser(server, browser):
         page.screenshot(path=str(SHOTS / "arithmetic-smile.png"))
         assert page.locator('[data-testid="stException"]').count() == 0
         assert page.get_by_text("Smiling").count() > 0
+    finally:
+        page.close()
+
+
+def test_train_page_refuses_negative_beta_and_batch_zero_in_a_real_browser(server, browser):
+    """Typed out-of-range values reach RunConfig's check: the page names the setting and starts nothing."""
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    try:
+        for label, value, message in [("β (KL weight)", "-4", "loss.beta = -4.0: must be between 0 and 1000"),
+                                      ("Batch size", "0", "train.batch_size = 0: must be between 1 and 65536")]:
+            page.goto(f"{server}/train")
+            settle(page)
+            page.get_by_label("Run name", exact=True).fill(f"refused-{value}")
+            field = page.get_by_label(label, exact=True)
+            field.fill(value)
+            field.press("Enter")
+            settle(page)
+            page.get_by_role("button", name="Start training").click()
+            settle(page)
+            assert page.get_by_text(message).count() > 0, page.locator('[data-testid="stMain"]').inner_text()[:2000]
+            assert page.get_by_text(re.compile(r"^Started ")).count() == 0
+            assert not (RUNS["dir"] / f"refused-{value}").exists()
+        SHOTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(SHOTS / "train-refuses-batch-0.png"), full_page=True)
     finally:
         page.close()

@@ -111,16 +111,16 @@ def test_train_page_overlays_runs_and_switches_to_a_log_axis(runs):
 @pytest.mark.parametrize("field, value, message", [
     ("tr_name", "a/b", "run name"),
     ("tr_name", "tiny-bvae", "already exists"),
-    ("tr_lr", 0.0, "lr"),
-    ("tr_root", "/nowhere/celeba", "does not exist"),
+    ("tr_train.lr", 0.0, "lr"),
+    ("tr_data.root", "/nowhere/celeba", "does not exist"),
 ])
 def test_train_form_refuses_bad_input_before_anything_starts(runs, field, value, message):
     at = train_page()
-    if field == "tr_root":
-        at.selectbox(key="tr_dataset").set_value("celeba").run()
-        at.text_input(key="tr_root").input(value)
-    elif field == "tr_lr":
-        at.number_input(key="tr_lr").set_value(value)
+    if field == "tr_data.root":
+        at.selectbox(key="tr_data.dataset").set_value("celeba").run()
+        at.text_input(key="tr_data.root").input(value)
+    elif field == "tr_train.lr":
+        at.number_input(key="tr_train.lr").set_value(value)
     else:
         at.text_input(key="tr_name").input(value)
     at.button(key="tr_start").click().run()
@@ -132,10 +132,11 @@ def test_train_form_refuses_bad_input_before_anything_starts(runs, field, value,
 def test_train_form_launches_a_job_that_the_page_watches_and_cancels(runs):
     at = train_page()
     at.text_input(key="tr_name").input("ui-job")
-    at.number_input(key="tr_batch").set_value(8)
+    at.number_input(key="tr_train.batch_size").set_value(8)
     at.button(key="tr_start").click().run()
     assert not at.exception
-    assert "ui-job" in at.success[0].value and "python -m core train" in at.success[0].value
+    assert "ui-job" in at.success[0].value
+    assert at.code[0].value.startswith("python -m core train --name ui-job")  # the command that recreates it
     assert at.selectbox(key="tr_watch").value == "ui-job"
     assert {m.label: m.value for m in at.metric}["State"] == "running"
     at.button(key="tr_cancel").click().run()

@@ -37,6 +37,7 @@ class Attributes:
     values: np.ndarray  # (N, A) bool
 
     def column(self, name: str) -> np.ndarray:
+        """The (N,) bool values of attribute `name`; KeyError, listing the known names, for an unknown one."""
         if name not in self.names:
             raise KeyError(f"unknown attribute {name!r}; known: {', '.join(self.names)}")
         return self.values[:, self.names.index(name)]
@@ -67,6 +68,7 @@ class Dataset:
 
     @property
     def is_ground_truth(self) -> bool:
+        """Whether the images are rendered from known factor levels (GroundTruthData); False here."""
         return False
 
 
@@ -89,10 +91,12 @@ class GroundTruthData(Dataset):
 
     @property
     def is_ground_truth(self) -> bool:
+        """True: every image comes from known factor levels, so the factor-based metrics apply."""
         return True
 
     @property
     def num_factors(self) -> int:
+        """F, the number of generative factors."""
         return len(self.factor_sizes)
 
     def _strides(self) -> np.ndarray:
@@ -100,10 +104,12 @@ class GroundTruthData(Dataset):
         return np.concatenate([np.cumprod(sizes[::-1])[::-1][1:], [1]])
 
     def index_to_factors(self, index: np.ndarray) -> np.ndarray:
+        """(n, F) int64 factor levels of (n,) image indices; the inverse of `factors_to_index`."""
         index = np.asarray(index, dtype=np.int64)
         return (index[:, None] // self._strides()) % np.asarray(self.factor_sizes)
 
     def factors_to_index(self, factors: np.ndarray) -> np.ndarray:
+        """(n,) int64 image indices of (n, F) factor levels, in the grid's mixed-radix order."""
         return np.asarray(factors, dtype=np.int64) @ self._strides()
 
     def sample_factors(self, n: int, rng: np.random.Generator) -> np.ndarray:
@@ -122,9 +128,11 @@ class GroundTruthData(Dataset):
         raise NotImplementedError
 
     def render(self, factors: np.ndarray) -> np.ndarray:
+        """Alias of `images_from_factors`: uint8 (n, 3, 64, 64) images of (n, F) factor levels."""
         return self.images_from_factors(factors)
 
     def images(self, index: np.ndarray) -> np.ndarray:
+        """uint8 (len(index), 3, 64, 64), rendered from the factor levels of the given indices."""
         return self.images_from_factors(self.index_to_factors(index))
 
     def attributes_from_factors(self, factors: np.ndarray) -> np.ndarray:

@@ -13,6 +13,7 @@ Next to each .npy a JSON sidecar lists the files kept, in row order, and the one
 could not be decoded; it is written last, so a cache without it is treated as unfinished.
 """
 from __future__ import annotations
+
 import errno
 import hashlib
 import json
@@ -25,8 +26,10 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Iterator, Sequence
+
 import numpy as np
 from tqdm import tqdm
+
 from core.data.base import IMAGE_SIZE, DataError
 from core.fileio import write_json
 from core.data.decode import RESAMPLE, SHAPE, SquareCrop, _decode_all
@@ -40,6 +43,7 @@ logger = logging.getLogger(__name__)
 
 
 def default_cache_dir() -> Path:
+    """Where caches live when no cache_dir is given: $LATENTLAB_CACHE, else ~/.cache/latentlab."""
     return Path(os.environ.get("LATENTLAB_CACHE") or Path.home() / ".cache" / "latentlab").expanduser()
 
 
@@ -53,9 +57,11 @@ class ImageCache:
     build_seconds: float | None = None  # None when an existing cache was reused
 
     def open(self) -> np.ndarray:
+        """The cached pixels, memory-mapped read-only: uint8 (len(files), 3, 64, 64)."""
         return np.load(self.path, mmap_mode="r", allow_pickle=False)
 
     def summary(self) -> str:
+        """One line for logs: images cached and where, decode time if just built, unreadable files skipped."""
         text = f"{len(self.files)} images cached in {self.path}"
         if self.build_seconds is not None:
             text += f" (decoded in {self.build_seconds:.1f} s)"

@@ -1,6 +1,6 @@
-"""Image files to 64x64 uint8 arrays: list a folder's images, open, orient, crop and resize one.
-"""
+"""Image files to 64x64 uint8 arrays: list a folder's images, open, orient, crop and resize one."""
 from __future__ import annotations
+
 import itertools
 import math
 import os
@@ -8,8 +8,10 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Sequence
+
 import numpy as np
 from PIL import Image, ImageOps
+
 from core.data.base import IMAGE_SIZE
 
 
@@ -40,6 +42,7 @@ class SquareCrop:
     dy: float = 0.0
 
     def box(self, width: int, height: int) -> tuple[int, int, int, int]:
+        """The crop as a PIL box (left, top, right, bottom) in pixels of a width x height image."""
         side = min(round(self.side * min(width, height)), width, height)
         left = (width - side) // 2
         top = min(max((height - side) // 2 + round(self.dy * height), 0), height - side)

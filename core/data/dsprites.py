@@ -61,6 +61,8 @@ def _inside(shape: int, u: np.ndarray, v: np.ndarray) -> np.ndarray:
 
 
 class DSprites(GroundTruthData):
+    """dSprites' 737,280 images (3 shapes x 6 scales x 40 orientations x 32 x 32 positions), white on black."""
+
     name = "dsprites"
     factor_names = ["shape", "scale", "orientation", "posX", "posY"]
     # Published latents_values: shapes are coded 1, 2, 3.
@@ -101,10 +103,12 @@ class DSprites(GroundTruthData):
         return np.broadcast_to(per_level.reshape(shape), self.factor_sizes).reshape(-1)
 
     def attributes_from_factors(self, factors: np.ndarray) -> np.ndarray:
+        """(n, 6) bool Square, Ellipse, Heart, Large, Left, Top of (n, 5) factor levels."""
         factors = np.asarray(factors, dtype=np.int64)
         return np.stack([levels[factors[:, f]] for f, levels in self._level_attributes], axis=1)
 
     def images_from_factors(self, factors: np.ndarray) -> np.ndarray:
+        """uint8 (n, 3, 64, 64) white shapes on black (0 or 255, equal in all channels) of (n, 5) factor levels."""
         factors = np.asarray(factors, dtype=np.int64).reshape(-1, self.num_factors)
         out = np.empty((len(factors), 3, IMAGE_SIZE, IMAGE_SIZE), dtype=np.uint8)
         for start in range(0, len(factors), _CHUNK):

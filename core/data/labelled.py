@@ -1,11 +1,13 @@
-"""Real-image data sets on top of the decode-once cache: files, their attribute rows, skipped files reported.
-"""
+"""Real-image data sets on top of the decode-once cache: files, their attribute rows, skipped files reported."""
 from __future__ import annotations
+
 import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
+
 import numpy as np
+
 from core.data.base import Attributes, DataError, Dataset
 from core.data.cache import load_or_build
 from core.data.decode import SquareCrop
@@ -95,9 +97,11 @@ class CachedImageDataset(Dataset):
 
     @property
     def summary(self) -> str:
+        """What the user should know about the data: image count, cache file, then one line per note."""
         return "\n".join([f"{self.name}: {len(self)} images, cache {self.cache.path}", *self.notes])
 
     def images(self, index: np.ndarray) -> np.ndarray:
+        """uint8 (len(index), 3, 64, 64) copied from the memory-mapped cache, opened on first use."""
         if self._pixels is None:
             self._pixels = self.cache.open()
         return np.ascontiguousarray(self._pixels[np.asarray(index, dtype=np.int64)])

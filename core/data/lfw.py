@@ -34,6 +34,8 @@ SPLIT_FRACTIONS = (0.8, 0.1)
 
 
 class LFW(CachedImageDataset):
+    """Labeled Faces in the Wild from a local folder, with person ids and identity-disjoint train/val/test splits."""
+
     name = "lfw"
     crop = CROP
 

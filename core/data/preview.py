@@ -24,6 +24,7 @@ def factor_sweeps(data: GroundTruthData, base: np.ndarray, width: int) -> np.nda
 
 
 def preview(name: str, out: Path, root: str | None = None, width: int = 8, seed: int = 0) -> Path:
+    """Write a PNG grid of data set `name` to `out`: factor sweeps (ground-truth data only), then random images."""
     data = load_dataset(DataConfig(name, root))
     rng = np.random.default_rng(seed)
     random = data.images(np.sort(rng.choice(len(data), size=2 * width, replace=False)))

@@ -33,6 +33,10 @@ LEVEL_NAMES: dict[str, list[str]] = {
     "background": ["blue", "green", "purple"],
 }
 FACTOR_NAMES = list(LEVEL_NAMES)
+# A SynthFaces "person": one combination of the factors that do not change with expression (smile), pose
+# (head_rotation), lighting and eyewear - 4 x 2 x 4 x 4 x 3 = 384 people of 225 images each. Every person is in
+# every split (the split is per image), so identity-disjoint uses (face verification) split the people themselves.
+IDENTITY_FACTORS = ("hair_colour", "bangs", "skin_tone", "face_width", "background")
 # Head yaw per rotation level; "left" is the image's left (the person's own right).
 _YAW_DEGREES = np.array([-30, -15, 0, 15, 30], np.float32)
 
@@ -252,6 +256,7 @@ class SynthFaces(GroundTruthData):
     name = "synthfaces"
     factor_names = FACTOR_NAMES
     factor_sizes = [len(levels) for levels in LEVEL_NAMES.values()]
+    identity_factors = IDENTITY_FACTORS  # what makes a person (see identities_from_factors)
 
     def __init__(self, seed: int = 0):
         n = int(np.prod(self.factor_sizes))
@@ -260,6 +265,7 @@ class SynthFaces(GroundTruthData):
         self.identities = None
 
     def images_from_factors(self, factors: np.ndarray) -> np.ndarray:
+        """uint8 (n, 3, 64, 64) faces of (n, 9) factor levels; ValueError for a level out of range."""
         f = self._checked(factors)
         hair, skin, light, background = (f[:, FACTOR_NAMES.index(n)] for n in ("hair_colour", "skin_tone", "lighting", "background"))
         w = _CACHE.weights(np.ravel_multi_index(f[:, _GEOMETRY_FACTORS].T, _GEOMETRY_SIZES))
@@ -270,7 +276,17 @@ class SynthFaces(GroundTruthData):
         np.clip(rgb, 0, 255, out=rgb)
         return rgb.astype(np.uint8).reshape(len(f), 3, IMAGE_SIZE, IMAGE_SIZE)
 
+    def identities_from_factors(self, factors: np.ndarray) -> np.ndarray:
+        """(n,) int64 person ids of (n, 9) factor levels: the mixed-radix index of the `IDENTITY_FACTORS` levels.
+
+        Not `self.identities` (which stays None): the split is per image, so every person is in every split, and
+        code that drops held-out images of training identities (the attribute probes) would drop them all."""
+        f = self._checked(factors)
+        columns = [FACTOR_NAMES.index(name) for name in IDENTITY_FACTORS]
+        return np.ravel_multi_index(f[:, columns].T, [self.factor_sizes[c] for c in columns]).astype(np.int64)
+
     def attributes_from_factors(self, factors: np.ndarray) -> np.ndarray:
+        """(n, A) bool CelebA-named attributes of (n, 9) factor levels, by `_ATTRIBUTE_RULES`."""
         f = self._checked(factors)
         columns = []
         for factor, levels in _ATTRIBUTE_RULES.values():

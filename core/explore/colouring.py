@@ -1,10 +1,12 @@
-"""Colouring a 2-D map by attribute, factor or latent dim; selections, thumbnails and the TensorFlow Embedding Projector export.
-"""
+"""Colouring a 2-D map by attribute, factor or latent dim; selections, thumbnails and the TensorFlow Embedding
+Projector export."""
 from __future__ import annotations
+
 import io
 import re
 from dataclasses import dataclass
 from typing import Callable, Sequence
+
 import numpy as np
 
 
@@ -37,6 +39,7 @@ def colour_options(encodings: dict[str, np.ndarray]) -> list[tuple[str, int]]:
 
 def colouring(encodings: dict[str, np.ndarray], option: tuple[str, int], dim_label: Callable[[int], str] = str,
               dataset_name: str = "") -> Colouring:
+    """How to colour the encoded points for one `colour_options` entry: attribute, factor level, latent mean or none."""
     kind, i = option
     if kind == "attribute":
         name = str(encodings["attribute_names"][i])

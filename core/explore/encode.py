@@ -31,6 +31,7 @@ def encode(model: VAE, dataset: Dataset, index: np.ndarray, batch_size: int = 51
 
 
 def encodings_path(run: Run, split: str, limit: int | None) -> Path:
+    """Where encode_run stores a split's encodings: RUN/encodings/<dataset>-<split>[-<limit>].npz."""
     suffix = f"-{limit}" if limit is not None else ""
     return run.path / "encodings" / f"{run.config.data.dataset}-{split}{suffix}.npz"
 

@@ -1,6 +1,6 @@
-"""2-D maps of latent means: PCA (instant) and UMAP (seeded, reproducible).
-"""
+"""2-D maps of latent means: PCA (instant) and UMAP (seeded, reproducible)."""
 from __future__ import annotations
+
 import hashlib
 import io
 import json
@@ -8,6 +8,7 @@ import re
 import warnings
 from dataclasses import asdict, dataclass
 from typing import Callable
+
 import numpy as np
 
 
@@ -44,6 +45,8 @@ def pca_2d(mu: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 @dataclass(frozen=True)
 class UmapParams:
+    """UMAP settings (validated: EmbedError when out of range); equal settings give the same map."""
+
     n_neighbors: int = 15
     min_dist: float = 0.1
     seed: int = 0
@@ -56,6 +59,7 @@ class UmapParams:
 
     @property
     def key(self) -> str:
+        """10 hex digits naming these settings (and FORMAT) in a cached map's file name."""
         text = json.dumps({"format": FORMAT, **asdict(self)}, sort_keys=True)
         return hashlib.sha1(text.encode()).hexdigest()[:10]
 

@@ -16,6 +16,8 @@ MIN_ABS_R = 0.3  # weaker than this, the top attribute of a dim is as likely noi
 
 @dataclass(frozen=True)
 class Suggestion:
+    """A proposed label for latent dim `dim`: the attribute it correlates with most, with Pearson r over n images."""
+
     dim: int
     attribute: str
     r: float

@@ -156,6 +156,7 @@ def _fit(line: str, draw: ImageDraw.ImageDraw, font, width: int) -> str:
 
 
 def png_bytes(picture: np.ndarray) -> bytes:
+    """PNG file content of an (H, W, 3) uint8 picture, e.g. a traversal grid for download."""
     buffer = io.BytesIO()
     Image.fromarray(picture).save(buffer, format="PNG")
     return buffer.getvalue()

@@ -19,6 +19,7 @@ POINTS_PER_CALL = 256
 
 def beta_vae_score(data: GroundTruthData, representation: Representation, seed: int = 0,
                    batch_size: int = 64, num_train: int = 10_000, num_eval: int = 5_000) -> dict:
+    """{'train_accuracy', 'eval_accuracy'} of the classifier on num_train / num_eval points of batch_size pairs each."""
     rng = np.random.default_rng(seed)
     train_x, train_y = _points(data, representation, batch_size, num_train, rng)
     # dlib uses scikit-learn's defaults; more iterations only let lbfgs converge on unscaled codes.

@@ -40,6 +40,7 @@ class AttributeClassifier(nn.Module):
         self.head = nn.Linear(64 * 4 * 4, num_attributes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(N, A) logits for float images in [0, 1] (N, 3, 64, 64)."""
         return self.head(self.features(x))
 
     @torch.inference_mode()
@@ -54,6 +55,8 @@ class AttributeClassifier(nn.Module):
 
 @dataclass(frozen=True)
 class ClassifierSettings:
+    """Everything the judge's training depends on: a cached judge is reused only when all of it matches."""
+
     dataset: str
     data_seed: int
     data_fingerprint: str  # of a few training images and their labels: a re-rendered or edited data set retrains
@@ -66,6 +69,8 @@ class ClassifierSettings:
 
 @dataclass
 class Judge:
+    """A trained attribute classifier with its held-out ROC-AUC per attribute and what it learnt from."""
+
     model: AttributeClassifier
     names: list[str]
     aucs: dict[str, float | None]  # held-out ROC-AUC per attribute (None: one class only in the held-out images)
@@ -98,6 +103,7 @@ def data_fingerprint(dataset: Dataset, n: int = 16) -> str:
 
 
 def trained_on(dataset: Dataset) -> str:
+    """One sentence for the report on what the judge learnt from: exact rendered labels or the data set's own."""
     if dataset.is_ground_truth:
         return (f"{dataset.name} training split, rendered from its factors: labels are the renderer's exact "
                 "ground truth")
@@ -128,6 +134,7 @@ def train_classifier(dataset: Dataset, s: ClassifierSettings) -> AttributeClassi
 
 
 def held_out_aucs(model: AttributeClassifier, dataset: Dataset, s: ClassifierSettings) -> dict[str, float | None]:
+    """ROC-AUC per attribute on up to `s.test_images` test-split images; None where those are all one class."""
     index = dataset.indices("test")
     index = np.sort(np.random.default_rng(s.seed).permutation(index)[:s.test_images])
     if len(index) == 0:

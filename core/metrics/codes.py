@@ -52,9 +52,11 @@ class CachedRepresentation:
 
     @property
     def cached(self) -> int:
+        """How many distinct grid cells have been rendered and encoded so far."""
         return len(self.keys)
 
     def codes(self, factors: np.ndarray) -> np.ndarray:
+        """Codes (n, D) of the images of `factors` (n, F), rendering and encoding only unseen cells."""
         cells, inverse = np.unique(self.data.factors_to_index(factors), return_inverse=True)
         new = cells[~self._known(cells)]
         if len(new):

@@ -45,15 +45,18 @@ def _weights(matrix: np.ndarray, axis: int) -> np.ndarray:
 
 
 def disentanglement(matrix: np.ndarray) -> float:
+    """D of a (D, F) importance matrix: each code dim's 1 - entropy over factors, weighted by its importance share."""
     return float((_one_minus_entropy(matrix, axis=1) * _weights(matrix, axis=1)).sum())
 
 
 def completeness(matrix: np.ndarray) -> float:
+    """C of a (D, F) importance matrix: each factor's 1 - entropy over code dims, weighted by its importance share."""
     return float((_one_minus_entropy(matrix, axis=0) * _weights(matrix, axis=0)).sum())
 
 
 def dci_score(data: GroundTruthData, representation: Representation, seed: int = 0,
               num_train: int = 10_000, num_test: int = 5_000, num_trees: int = 100) -> dict:
+    """Disentanglement, completeness, train/test informativeness (mean accuracy) and the (D, F) importance matrix."""
     rng = np.random.default_rng(seed)
     train_codes, train_factors = sample_codes(data, representation, num_train, rng)
     test_codes, test_factors = sample_codes(data, representation, num_test, rng)

@@ -59,6 +59,7 @@ def vector_specs(attribute: str, chosen: list[str], names: list[str]) -> list[Ve
 
 
 def spec_label(spec: VectorSpec) -> str:
+    """How a vector spec is shown in results: 'conditional' when it conditions on others, else its method."""
     if spec.condition_on:
         return "conditional"
     return spec.method

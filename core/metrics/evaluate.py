@@ -4,13 +4,16 @@ Each result is self-describing (its settings, seed, mode, seconds and checkpoint
 subset of metrics later merges into the file; results of an older checkpoint are dropped.
 """
 from __future__ import annotations
+
 import json
 import platform
 import time
 from typing import Callable, Iterable
+
 import numpy as np
 import sklearn
 import torch
+
 from core.data import Dataset, load_dataset
 from core.fileio import write_json
 from core.runs.folder import Run

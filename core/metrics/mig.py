@@ -34,6 +34,7 @@ def entropies(factors: np.ndarray) -> np.ndarray:
 
 def mig_score(data: GroundTruthData, representation: Representation, seed: int = 0,
               num_train: int = 10_000, num_bins: int = 20) -> dict:
+    """MIG over num_train sampled images, with the per-factor normalised gaps and the (D, F) mutual information."""
     rng = np.random.default_rng(seed)
     codes, factors = sample_codes(data, representation, num_train, rng)
     mi = mutual_information(histogram_discretize(codes, num_bins), factors)

@@ -1,12 +1,15 @@
-"""Every metric `python -m core evaluate` knows, by name: what it computes from a run (its section of eval.json), its full settings and its fast ones.
-"""
+"""Every metric `python -m core evaluate` knows, by name: what it computes from a run (its section of eval.json),
+its full settings and its fast ones."""
 from __future__ import annotations
+
 import functools
 import inspect
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any, Callable, Iterable
+
 import numpy as np
+
 from core.config import ConfigError
 from core.data import DataError, Dataset
 from core.explore.encode import load_or_encode
@@ -16,6 +19,7 @@ from core.metrics.classifier import ClassifierSettings, data_fingerprint, load_o
 from core.metrics.dci import dci_score
 from core.metrics.edits import DEFAULT_ATTRIBUTES, edit_quality, parse_list
 from core.metrics.factor_vae import factor_vae_score
+from core.objectives.likelihoods import LIKELIHOOD_TERMS
 from core.metrics.likelihood import likelihood, reconstruction_error
 from core.metrics.mig import mig_score
 from core.metrics.probes import attribute_probes, identity_disjoint
@@ -26,6 +30,8 @@ from core.runs.folder import Run
 
 @dataclass
 class Context:
+    """What every metric section is computed from: the run, its loaded model and its data set."""
+
     run: Run
     model: VAE
     dataset: Dataset
@@ -37,6 +43,7 @@ class Context:
 
     @property
     def kind(self) -> str:
+        """The run's reconstruction term (a name in core.objectives.likelihoods), for the likelihood metrics."""
         return self.run.config.loss.reconstruction
 
     def held_out(self, n: int, seed: int) -> np.ndarray:
@@ -60,6 +67,8 @@ def _on_grid(metric: Callable) -> Callable:
 
 
 def _likelihood(ctx: Context, seed: int, num_images: int = 256, num_samples: int = 1000) -> dict:
+    if LIKELIHOOD_TERMS[ctx.kind].log_prob is None:
+        return {"skipped": f"the run was trained with {ctx.kind!r}, which is not a likelihood: no ELBO or log p(x)"}
     return likelihood(ctx.model, ctx.held_out(num_images, seed), ctx.kind, num_samples, seed)
 
 

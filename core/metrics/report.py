@@ -1,6 +1,6 @@
-"""eval.json as text: the CLI's summary table and one headline number per metric.
-"""
+"""eval.json as text: the CLI's summary table and one headline number per metric."""
 from __future__ import annotations
+
 from core.runs.labels import DimLabel, dim_name
 from core.metrics.edits import mean_flip_rate
 
@@ -44,6 +44,7 @@ def summary(doc: dict, labels: dict[int, DimLabel] | None = None) -> str:
 
 
 def headline(name: str, r: dict) -> tuple[str, str]:
+    """(score, details) as text for one metric's result: its headline number and a short note on what it is."""
     if name in ("beta_vae", "factor_vae"):
         extra = f", {r['num_active_dims']} active dims" if name == "factor_vae" else ""
         return f"{r['eval_accuracy']:.3f}", f"eval accuracy (train {r['train_accuracy']:.3f}){extra}"

@@ -17,6 +17,7 @@ from core.metrics.codes import Representation, sample_codes
 
 
 def score_matrix(train_codes, train_factors, test_codes, test_factors) -> np.ndarray:
+    """(D, F) test accuracy of a linear SVM predicting each factor from each single code dim."""
     matrix = np.zeros((train_codes.shape[1], train_factors.shape[1]))
     with warnings.catch_warnings():
         # A dim that carries nothing about a factor makes liblinear stall; its accuracy is still the answer.
@@ -29,6 +30,7 @@ def score_matrix(train_codes, train_factors, test_codes, test_factors) -> np.nda
 
 
 def top_two_gap(matrix: np.ndarray) -> float:
+    """SAP from a (D, F) score matrix: the mean over factors of best minus second-best dim's accuracy."""
     ordered = np.sort(matrix, axis=0)
     second = ordered[-2] if len(ordered) > 1 else np.zeros(matrix.shape[1])
     return float(np.mean(ordered[-1] - second))
@@ -36,6 +38,7 @@ def top_two_gap(matrix: np.ndarray) -> float:
 
 def sap_score(data: GroundTruthData, representation: Representation, seed: int = 0,
               num_train: int = 10_000, num_test: int = 5_000) -> dict:
+    """SAP over freshly sampled train/test images, with the (D, F) score matrix it came from."""
     rng = np.random.default_rng(seed)
     train_codes, train_factors = sample_codes(data, representation, num_train, rng)
     test_codes, test_factors = sample_codes(data, representation, num_test, rng)

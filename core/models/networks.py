@@ -1,10 +1,42 @@
 """The one convolutional encoder/decoder family shared by every model (64x64 RGB in, 64x64 out)."""
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from torch import nn
 
-from core.config import ArchConfig
+from core.settings import setting
+
+# Upper bounds that keep a config from asking for a network no machine can hold.
+MAX_CHANNELS = 2048
+MAX_HIDDEN = 16384
+MAX_LATENT = 1024
+
+
+@dataclass
+class ArchConfig:
+    """The shared conv encoder/decoder for 64x64 images: channels of the four stride-2 convs, MLP width, code size."""
+
+    preset: str = setting("small", "network size preset: small (0.8 M parameters, fine on a CPU) or standard "
+                          "(14 M, for a GPU and CelebA); sets channels, hidden and norm",
+                          label="Network size", choices=lambda: tuple(PRESETS))
+    channels: tuple[int, ...] = (32, 32, 64, 64)
+    hidden: int = setting(256, "width of the MLP between the convolutions and the code", label="Hidden width",
+                          low=1, high=MAX_HIDDEN, flag=None)
+    latent_dim: int = setting(64, "latent dimensions", label="Latent dims", low=1, high=MAX_LATENT)
+    norm: str = setting("none", "normalisation after each convolution", label="Normalisation",
+                        choices=("none", "group"), flag=None)
+
+
+PRESETS = {
+    # Burgess et al. 2018 layout: trains on a laptop CPU in minutes.
+    "small": ArchConfig("small", (32, 32, 64, 64), 256, 64, "none"),
+    # Wider with GroupNorm (BatchNorm would see ModVAE's near-identical batches): for GPU and CelebA.
+    "standard": ArchConfig("standard", (64, 128, 256, 512), 512, 64, "group"),
+    # Seconds per run: for tests and smoke checks of the whole pipeline, not for results.
+    "tiny": ArchConfig("tiny", (8, 8, 16, 16), 32, 8, "none"),
+}
 
 
 def _norm(kind: str, channels: int) -> nn.Module:
@@ -27,6 +59,7 @@ class Encoder(nn.Module):
         )
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Posterior (mu, logvar), each (N, latent_dim), of float images (N, 3, 64, 64) in [0, 1]."""
         mu, logvar = self.head(self.conv(x)).chunk(2, dim=1)
         return mu, logvar
 
@@ -47,4 +80,5 @@ class Decoder(nn.Module):
         self.deconv = nn.Sequential(*layers, nn.ConvTranspose2d(chans[-1], 3, 4, 2, 1))
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
+        """Logits (N, 3, 64, 64) of latent codes z (N, latent_dim); the image is their sigmoid."""
         return self.deconv(self.head(z).view(-1, self.first, 4, 4))

@@ -21,11 +21,13 @@ MAX_TEXT = 500
 
 
 class LabelError(ValueError):
-    pass
+    """A labels file that cannot be read, or a label that cannot be saved (bad dim); the message says which."""
 
 
 @dataclass(frozen=True)
 class DimLabel:
+    """One latent dim's hand label: what it encodes, whether it is meaningful, and a free-text note."""
+
     label: str = ""
     meaningful: bool = False
     note: str = ""

@@ -11,7 +11,6 @@ from pathlib import Path
 
 import torch
 
-from core.models.vae import VAE
 from core.runs.folder import Run, RunError, check_state
 from core.runs.folder import create_run
 
@@ -19,6 +18,7 @@ PREFIXES = ("module.", "model.")  # DataParallel / DDP wrappers and our own chec
 
 
 def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
+    """Name -> tensor of a .pt/.pth state dict, wrapper prefixes stripped; RunError unless it loads weights-only."""
     path = Path(path)
     if not path.is_file():
         raise RunError(f"{path}: no such file")
@@ -45,7 +45,7 @@ def _strip(key: str) -> str:
 def import_weights(path: str | Path, like: Run, name: str, runs_dir: Path | None = None) -> Run:
     """A new run `name` with `like`'s config and the weights of the legacy file `path`."""
     config = like.config
-    model = VAE(config.arch)
+    model = config.family.build(config.arch)
     state = check_state(model, read_state_dict(path), Path(path))  # refuse before creating anything
     config = replace(config, name=name, command=f"imported from {Path(path).name} with the config of {like.name}")
     run = create_run(config, runs_dir or like.path.parent)

@@ -67,6 +67,7 @@ class Feed:
         logger.info("data feed: %s", self.describe())
 
     def describe(self) -> str:
+        """How the images reach the device, for the log: resident (with its GiB) or streamed with read-ahead."""
         if self.store is not None:
             return f"resident on {self.device} ({self.store.numel() / 2**30:.2f} GiB uint8)"
         return f"streamed to {self.device} with one batch read ahead"
@@ -87,6 +88,7 @@ class Feed:
         return batch, staged(self.dataset.images(batch.index), self.device)
 
     def close(self) -> None:
+        """Stop the read-ahead thread of a streamed feed and drop its pending batch; a resident feed has none."""
         if self._pool is not None:
             self._pool.shutdown(wait=True, cancel_futures=True)
             self._next = None

@@ -1,0 +1,38 @@
+"""Model families by name. A family is one file in core/models/families/ that registers a `Family`: the CLI's
+--model choices, the Train page's options, run summaries and the README's model table all read this registry.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping
+
+from torch import nn
+
+from core.models.networks import ArchConfig
+from core.models.vae import VAE
+from core.registry import Registry
+
+
+@dataclass(frozen=True)
+class Family:
+    """How a family differs from the plain VAE: its defaults, its batches, its extra loss terms, its network."""
+
+    name: str  # as typed on the command line and stored in config.json
+    title: str  # as shown in the dashboard
+    summary: str  # one line: what it does
+    reference: str = ""  # the paper
+    defaults: Mapping[str, Any] = field(default_factory=dict)  # "section.field" -> value, over the plain defaults
+    settings: tuple[str, ...] = ()  # "section.field" keys the Train page shows for this family only
+    grouped: bool = False  # trains on groups of images that share all factors but one (DC-IGN / ModVAE batches)
+    regularisers: tuple[str, ...] = ()  # names in core.objectives.regularisers.REGULARISERS, added to the loss
+    build: Callable[[ArchConfig], nn.Module] = VAE  # the network
+    order: int = 100  # position in lists: simplest family first
+
+    @property
+    def plain(self) -> bool:
+        """True when the family trains the shared VAE on random batches with the ELBO's terms only."""
+        return not self.grouped and not self.regularisers
+
+
+# Filled by the files in core/models/families/, which core/models/__init__.py imports.
+FAMILIES: Registry[Family] = Registry("model")
