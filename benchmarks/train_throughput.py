@@ -2,7 +2,7 @@
 then end to end with the real data path.
 
     python benchmarks/train_throughput.py [--device auto] [--presets standard,small] [--steps 5]
-                                          [--cache-images N] [--tiny]
+                                          [--cache-images N] [--big-batch N] [--no-synthfaces] [--epoch] [--tiny]
 
 Each speed-up is tried on top of the best setup so far and kept only if it was faster (bf16 autocast on a
 CPU without bf16 matmul units is usually slower). On CUDA the candidates are bf16 autocast, channels_last,
@@ -10,7 +10,10 @@ fused Adam, torch.compile and a larger batch; on CPU channels_last, bf16 autocas
 The speed-ups are core.speed's, the ones the trainer uses. End to end runs core.train.Trainer's own step
 with its data feed (core.feed: resident on the GPU when the data fits, else streamed with read-ahead) on
 SynthFaces and on a uint8 image cache the size of CelebA's train split (--cache-images, default 162,770 on
-CUDA; small on CPU); one epoch of that cache takes 162,770 / images/s seconds.
+CUDA; small on CPU); one epoch of that cache takes 162,770 / images/s seconds, and `--epoch` trains one with the
+same trainer, timed wall to wall, and counts the torch.compile graphs its step compiled (when compiled). Each row
+also goes to stderr as soon as it is measured, so a run cut short still shows what it had. On CUDA the GPU
+targets are printed as met / NOT met (benchmarks/gpu_check.sh runs this with --epoch on the `standard` preset).
 
 Columns: images/s (median step time after warm-up); TFLOP/s achieved (FLOPs of one training step counted
 with FlopCounterMode: convolutions and matmuls); % of a plain matmul's rate measured in the same run (bf16
@@ -44,7 +47,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
@@ -55,12 +58,12 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from core.config import PRESETS, ArchConfig, DataConfig, LossConfig, RunConfig, TrainConfig
 from core.data import load_dataset
-from core.objectives.objective import Objective
-from core.models.vae import VAE
-from core.training.speed import Speedups
-from core.training.loop import Trainer
-from core.runs.folder import create_run
 from core.device import pick_device
+from core.models.vae import VAE
+from core.objectives.objective import Objective
+from core.runs.folder import create_run
+from core.training.loop import Trainer
+from core.training.speed import Speedups
 from core.training.threads import ThreadGovernor, ceiling
 
 
@@ -185,6 +188,7 @@ class Row:
     percent: float
     memory_mb: float
     kept: str = ""
+    notes: list[str] = field(default_factory=list)  # printed under the table (the timed epoch)
 
 
 def measure(preset: str, what: str, arch: ArchConfig, setup: Setup, device: torch.device, next_x: Callable,
@@ -207,7 +211,8 @@ def bench_preset(preset: str, arch: ArchConfig, device: torch.device, a: argpars
         return fixed[:batch]
 
     best = Setup(batch=a.batch)
-    rows = [measure(preset, f"eager fp32, batch {a.batch}", arch, best, device, synthetic, a, per_image, peak)]
+    rows = [progress(measure(preset, f"eager fp32, batch {a.batch}", arch, best, device, synthetic, a, per_image,
+                             peak))]
     best_rate = rows[0].images_per_s
     for what, change in candidates(device, a.big_batch):
         setup = changed(best, change)
@@ -216,18 +221,34 @@ def bench_preset(preset: str, arch: ArchConfig, device: torch.device, a: argpars
             best, best_rate, row.kept = setup, row.images_per_s, "kept"
         else:
             row.kept = "dropped (slower)"
-        rows.append(row)
-    for name, data in (("SynthFaces", load_dataset(DataConfig("synthfaces"))),
-                       (f"uint8 cache of {len(cache.array):,}", cache)):
-        rows.append(end_to_end(preset, f"end to end (trainer), {name}", arch, best, device, data, a, per_image, peak))
+        rows.append(progress(row))
+    sources = [] if a.no_synthfaces else [("SynthFaces", lambda: load_dataset(DataConfig("synthfaces")))]
+    for name, data in [*sources, (f"uint8 cache of {len(cache.array):,}", lambda: cache)]:
+        data = data()
+        rows.append(progress(end_to_end(preset, f"end to end (trainer), {name}", arch, best, device, data, a,
+                                        per_image, peak, epoch=a.epoch and data is cache)))
     return rows
 
 
+def progress(row: Row) -> Row:
+    """Each row on stderr as soon as it is measured, so a run cut short (a timeout) still shows what it had."""
+    print(f"[train_throughput] {row.preset} | {row.what} | batch {row.batch} | {row.images_per_s:,.1f} images/s | "
+          f"{row.memory_mb:,.0f} MiB {row.kept}", file=sys.stderr, flush=True)
+    for note in row.notes:
+        print(f"[train_throughput] {note}", file=sys.stderr, flush=True)
+    return row
+
+
 def end_to_end(preset: str, what: str, arch: ArchConfig, setup: Setup, device: torch.device, data,
-               a: argparse.Namespace, per_image: float, peak: float) -> Row:
-    """core.train.Trainer's own step with its own data feed (resident on CUDA when the data fits)."""
+               a: argparse.Namespace, per_image: float, peak: float, epoch: bool = False) -> Row:
+    """core.train.Trainer's own step with its own data feed (resident on CUDA when the data fits). With `epoch`,
+    the same trainer then trains one whole epoch of `data`, timed, and counts its torch.compile graphs."""
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
+    from torch._dynamo.utils import counters
+
+    counters.clear()  # graphs compiled from here on are this trainer's
+    notes = []
     speed = setup.speed
     mode = "fast" if (speed.bf16 or speed.channels_last or speed.fused_adam) else "plain"
     config = RunConfig(f"bench-{preset}", arch=arch, loss=LossConfig(beta=4.0, warmup_steps=0),
@@ -237,11 +258,36 @@ def end_to_end(preset: str, what: str, arch: ArchConfig, setup: Setup, device: t
         trainer = Trainer(create_run(config, Path(tmp)), dataset=data, progress=False)
         steps = iter(range(10**9))
         seconds = median_seconds(lambda: trainer.train_step(next(steps)), device, a.warmup, a.steps)
+        if epoch:
+            notes = timed_epoch(trainer, next(steps), device)
         trainer.feed.close()
     rate = setup.batch / seconds
     feed = "resident" if trainer.feed.store is not None else "streamed"
+    if speed.compiled:
+        graphs, breaks = counters["stats"]["unique_graphs"], sum(counters["graph_break"].values())
+        notes.append(f"{preset}: torch.compile graphs of the trainer's step: {graphs} compiled, {breaks} graph "
+                     f"break(s) (over warm-up, timed steps{' and the epoch' if epoch else ''}; target 1 and 0)")
+    elif epoch:
+        notes.append(f"{preset}: torch.compile graphs: none (the setup timed here is not compiled; "
+                     "tests/test_compile_graphs.py counts them)")
     return Row(preset, f"{what} ({feed})", setup.batch, rate,
-               rate * per_image / 1e12, 100 * rate * per_image / peak, peak_memory_mb(device))
+               rate * per_image / 1e12, 100 * rate * per_image / peak, peak_memory_mb(device), notes=notes)
+
+
+def timed_epoch(trainer: Trainer, first: int, device: torch.device) -> list[str]:
+    """Train one whole epoch (steps_per_epoch batches: the remainder of len // batch is dropped, as the trainer
+    does) from step `first`, timed wall to wall with the device synchronised at both ends."""
+    n, batch = trainer.batches.steps_per_epoch, trainer.config.train.batch_size
+    sync(device)
+    t = time.perf_counter()
+    for step in range(first, first + n):
+        trainer.train_step(step)
+    sync(device)
+    seconds = time.perf_counter() - t
+    target = "" if device.type != "cuda" else f"; target <= 2 s: {'met' if seconds <= 2 else 'NOT met'}"
+    line = (f"one epoch of {len(trainer.dataset):,} images ({n:,} steps of {batch}, {n * batch:,} images): "
+            f"{seconds:.2f} s = {n * batch / seconds:,.0f} images/s{target}")
+    return [line]
 
 
 class PeerVAE(nn.Module):
@@ -474,15 +520,22 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--device", default="auto")
     p.add_argument("--presets", help="comma-separated (default: standard,small; small with --contention)")
-    p.add_argument("--steps", type=int, help="timed steps per row (default: 10 on CUDA, 3 on CPU, 20 with --contention)")
-    p.add_argument("--warmup", type=int, help="untimed steps per row (default: 5 on CUDA, 1 on CPU, 3 with --contention)")
+    p.add_argument("--steps", type=int,
+                   help="timed steps per row (default: 10 on CUDA, 3 on CPU, 20 with --contention)")
+    p.add_argument("--warmup", type=int,
+                   help="untimed steps per row (default: 5 on CUDA, 1 on CPU, 3 with --contention)")
     p.add_argument("--batch", type=int, default=64)
     p.add_argument("--big-batch", type=int, help="the larger batch tried (default: 256 on CUDA, 128 on CPU)")
     p.add_argument("--cache-images", type=int, help="rows of the uint8 cache (default: 162,770 on CUDA, 4,096 on CPU)")
-    p.add_argument("--tiny", "--smoke", action="store_true", help="tiny networks and sizes: a smoke test, not a benchmark")
+    p.add_argument("--tiny", "--smoke", action="store_true",
+                   help="tiny networks and sizes: a smoke test, not a benchmark")
+    p.add_argument("--no-synthfaces", action="store_true", help="skip the end-to-end SynthFaces row")
+    p.add_argument("--epoch", action="store_true",
+                   help="also train one whole epoch of the uint8 cache with the end-to-end trainer, timed")
     p.add_argument("--contention", action="store_true",
                    help="CPU threads: 1, all cores and the automatic choice, idle and beside busy processes")
-    p.add_argument("--competitors", type=int, default=1, help="busy processes beside the step (--contention; default 1)")
+    p.add_argument("--competitors", type=int, default=1,
+                   help="busy processes beside the step (--contention; default 1)")
     p.add_argument("--wait-policies", default="inherit",
                    help=f"OMP_WAIT_POLICY values to compare with --contention, comma-separated from "
                         f"{', '.join(WAIT_POLICIES)} (default: inherit, this process's environment)")
@@ -496,6 +549,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         p.error(f"--wait-policies {','.join(unknown) or '(empty)'}: choose from {', '.join(WAIT_POLICIES)}")
     if not a.contention and (a.wait_policies != ["inherit"] or a.json):
         p.error("--wait-policies and --json belong to --contention")
+    if a.contention and a.epoch:
+        p.error("--epoch belongs to the throughput table, not to --contention")
     if a.contention and a.device not in ("auto", "cpu"):
         p.error(f"--contention measures CPU threads: --device {a.device} does not apply (leave it out)")
     a.presets = [name.strip() for name in (a.presets or ("small" if a.contention else "standard,small")).split(",")]
@@ -516,7 +571,8 @@ def main(argv: list[str] | None = None) -> None:
     device = pick_device(a.device)
     cuda = device.type == "cuda"
     if a.tiny:
-        a.batch, a.big_batch, a.steps, a.warmup, a.cache_images = 8, 16, 2, 1, 256
+        a.batch, a.big_batch, a.steps, a.warmup, a.cache_images = 8, 16, 2, 1, 64
+        ThreadGovernor(0)  # a smoke test on a shared CI machine: as many threads as there are idle cores
     a.steps = a.steps or (10 if cuda else 3)
     a.warmup = a.warmup if a.warmup is not None else (5 if cuda else 1)
     a.big_batch = a.big_batch or (256 if cuda else 128)
@@ -531,10 +587,29 @@ def main(argv: list[str] | None = None) -> None:
         for preset in a.presets:
             arch = tiny_arch(PRESETS[preset]) if a.tiny else PRESETS[preset]
             rows += bench_preset(preset, arch, device, a, peak, cache)
-    rows.append(bench_peer(device, a, peak))
+    rows.append(progress(bench_peer(device, a, peak)))
     print(table(rows))
+    for line in [note for r in rows for note in r.notes] + (gpu_verdicts(rows) if cuda else []):
+        print(line)
     if cuda:
-        print(f"peak GPU memory (torch.cuda.max_memory_allocated, largest row): {max(r.memory_mb for r in rows):,.0f} MiB")
+        largest = max(r.memory_mb for r in rows)
+        print(f"peak GPU memory (torch.cuda.max_memory_allocated, largest row): {largest:,.0f} MiB")
+
+
+def gpu_verdicts(rows: list[Row]) -> list[str]:
+    """The GPU targets (for the `standard` preset; printed for each preset measured): end to end on the uint8 cache
+    >= 100,000 images/s and >= 10x the eager fp32 batch-64 step."""
+    lines = []
+    for preset in dict.fromkeys(r.preset for r in rows if r.preset != "peer"):
+        eager = next(r for r in rows if r.preset == preset and r.what.startswith("eager fp32"))
+        cached = [r for r in rows if r.preset == preset and r.what.startswith("end to end") and "uint8 cache" in r.what]
+        if not cached:
+            continue
+        rate, ratio = cached[0].images_per_s, cached[0].images_per_s / eager.images_per_s
+        lines.append(f"{preset}: end to end on the uint8 cache {rate:,.0f} images/s (target >= 100,000: "
+                     f"{'met' if rate >= 100_000 else 'NOT met'}), {ratio:.1f}x the {eager.what} step "
+                     f"(target >= 10x: {'met' if ratio >= 10 else 'NOT met'})")
+    return lines
 
 
 def main_contention(a: argparse.Namespace) -> None:

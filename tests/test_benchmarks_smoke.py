@@ -1,4 +1,5 @@
 """The benchmark scripts run end to end at tiny sizes and print tables of plausible numbers."""
+import importlib.util
 import os
 import re
 import subprocess
@@ -6,12 +7,14 @@ import sys
 from pathlib import Path
 from xml.etree import ElementTree
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_train_throughput_tiny_prints_a_table_of_positive_numbers():
-    done = subprocess.run([sys.executable, "benchmarks/train_throughput.py", "--tiny", "--device", "cpu"], cwd=ROOT,
-                          capture_output=True, text=True, timeout=120)
+    done = subprocess.run([sys.executable, "benchmarks/train_throughput.py", "--tiny", "--device", "cpu", "--epoch"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=180)
     assert done.returncode == 0, done.stderr[-3000:]
     rows = [line.split("|")[1:-1] for line in done.stdout.splitlines() if re.match(r"\| (standard|small) \|", line)]
     setups = [(r[0].strip(), r[1].strip()) for r in rows]
@@ -23,6 +26,92 @@ def test_train_throughput_tiny_prints_a_table_of_positive_numbers():
         batch, images_per_s, tflops, percent, memory = (float(c.replace(",", "")) for c in r[2:7])
         assert batch > 0 and images_per_s > 0 and tflops > 0 and percent > 0 and memory > 0, r
     assert re.search(r"matmul peak [0-9.]+ TFLOP/s", done.stdout)
+    peer = [line.split("|")[1:-1] for line in done.stdout.splitlines() if line.startswith("| peer |")]
+    assert len(peer) == 1 and "VanillaVAE-style" in peer[0][1] and float(peer[0][3].replace(",", "")) > 0
+    assert re.search(r"one epoch of 64 images \([0-9]+ steps of (8|16), 64 images\): [0-9.]+ s", done.stdout)
+    assert "[train_throughput] small | eager fp32" in done.stderr  # each row as it is measured
+
+
+def throughput_module():
+    spec = importlib.util.spec_from_file_location("train_throughput", ROOT / "benchmarks" / "train_throughput.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_contention_mode_arguments(capsys):
+    parse = throughput_module().parse_args
+    a = parse(["--contention"])
+    assert a.presets == ["small"] and a.wait_policies == ["inherit"] and a.competitors == 1
+    assert parse(["--contention", "--wait-policies", "default, PASSIVE"]).wait_policies == ["default", "passive"]
+    assert parse(["--smoke"]).tiny and parse([]).presets == ["standard", "small"]
+    for bad, message in [(["--contention", "--competitors", "0"], "--competitors 0"),
+                         (["--contention", "--wait-policies", "spin"], "--wait-policies spin"),
+                         (["--wait-policies", "passive"], "belong to --contention"),
+                         (["--contention", "--device", "cuda"], "CPU threads"),
+                         (["--contention", "--epoch"], "--epoch"),
+                         (["--presets", "huge"], "--presets huge"),
+                         (["--steps", "0"], "--steps 0")]:
+        with pytest.raises(SystemExit) as exit:
+            parse(bad)
+        assert exit.value.code == 2 and message in capsys.readouterr().err, bad
+
+
+def test_contention_tiny_times_every_thread_setting_idle_and_beside_a_busy_process():
+    done = subprocess.run([sys.executable, "benchmarks/train_throughput.py", "--contention", "--tiny",
+                           "--wait-policies", "passive"], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    rows = [[c.strip() for c in line.split("|")[1:-1]] for line in done.stdout.splitlines()
+            if re.match(r"\| (small|peer) \|", line)]
+    assert [(r[0], r[1].rsplit(", ", 1)[1]) for r in rows] == [
+        (subject, setting) for subject in ("small", "peer")
+        for setting in ("1 thread", re.search(r"(\d+ threads fixed)", rows[1][1]).group(1), "automatic")]
+    for r in rows:
+        assert r[2] == "passive"  # measured in a child process with OMP_WAIT_POLICY=PASSIVE
+        idle_threads, busy_threads = (int(n) for n in r[3].split(" / "))
+        assert idle_threads >= 1 and busy_threads >= 1
+        assert float(r[4].replace(",", "")) > 0 and float(r[5].replace(",", "")) > 0
+    assert len(re.findall(r"target >= (80%|1.6x)\): (met|NOT met)", done.stdout)) == 4  # 2 targets x (small, peer)
+
+
+GPU_CHECK = ["bash", "benchmarks/gpu_check.sh"]
+
+
+def gpu_check(*args: str, **env: str) -> subprocess.CompletedProcess:
+    return subprocess.run([*GPU_CHECK, *args], cwd=ROOT, capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "PYTHON": sys.executable, **env})
+
+
+def test_gpu_check_help_and_bad_options():
+    shown = gpu_check("--help")
+    assert shown.returncode == 0 and "--out DIR" in shown.stdout and "--dry-run" in shown.stdout
+    assert "--quick" in shown.stdout
+    for bad in (["--frobnicate"], ["--out"]):
+        refused = gpu_check(*bad)
+        assert refused.returncode == 2 and "gpu_check.sh:" in refused.stderr, bad
+
+
+def test_gpu_check_refuses_without_a_gpu_and_names_it(tmp_path):
+    refused = gpu_check("--out", str(tmp_path / "logs"), CUDA_VISIBLE_DEVICES="")
+    assert refused.returncode == 2
+    assert "no CUDA GPU is visible" in refused.stderr and "--dry-run" in refused.stderr
+    assert not (tmp_path / "logs").exists()  # nothing was started
+
+
+def test_gpu_check_dry_run_lists_every_step(tmp_path):
+    listed = gpu_check("--dry-run", "--out", str(tmp_path / "logs"), CUDA_VISIBLE_DEVICES="")
+    assert listed.returncode == 0, listed.stderr
+    steps = [line for line in listed.stdout.splitlines() if re.match(r"\d ", line)]
+    assert [s.split()[1] for s in steps] == ["gpu", "cuda-tests", "throughput", "nccl", "torchrun"]
+    assert "tests/test_fast_path.py" in steps[1] and "train_throughput.py --device cuda --presets standard" in steps[2]
+    assert "--epoch" in steps[2] and "nccl_check.py" in steps[3]
+    assert "--nproc_per_node=1 -m core" in steps[4] and "--device cuda" in steps[4]
+    assert str(tmp_path / "logs") in listed.stdout and not (tmp_path / "logs").exists()
+    limits = [int(re.search(r"\((\d+)s\)", s).group(1)) for s in steps]
+    assert sum(limits) < 8 * 60  # each step's timeout, all together under 8 minutes
+    quick = gpu_check("--dry-run", "--quick", CUDA_VISIBLE_DEVICES="")
+    assert quick.returncode == 0 and "--steps 5" in quick.stdout
 
 
 def test_beta_sweep_trains_evaluates_tabulates_and_plots_and_a_rerun_redoes_nothing(tmp_path):
