@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator, Sequence, get_type_hints
 
@@ -28,6 +29,8 @@ class Spec:
     choices: Callable[[], Sequence[str]] | Sequence[str] | None = None  # a callable reads a registry when asked
     flag: str | None = None  # command-line option; None: not on the command line
     step: float | None = None  # the Train page's +/- step
+    pattern: str | None = None  # a free string value must match this regular expression (whole value)
+    forms: str = ""  # the valid forms of a pattern setting in words, e.g. "auto, cpu, cuda, cuda:N or mps"
 
     def options(self) -> tuple[str, ...] | None:
         """The allowed values of a choice setting, or None for a free value."""
@@ -39,6 +42,8 @@ class Spec:
         """The valid values in words, as the error message and the help text say them."""
         if (options := self.options()) is not None:
             return "use one of " + ", ".join(options)
+        if self.pattern is not None:
+            return f"use {self.forms or self.pattern}"
         if self.low is not None and self.high is not None:
             return f"must be between {self.low:g} and {self.high:g}"
         if self.low is not None:
@@ -49,10 +54,12 @@ class Spec:
 
 
 def setting(default: Any, help: str, *, label: str | None = None, low: float | None = None,
-            high: float | None = None, choices=None, flag: str | None = "", step: float | None = None):
+            high: float | None = None, choices=None, flag: str | None = "", step: float | None = None,
+            pattern: str | None = None, forms: str = ""):
     """A dataclass field with its spec. `flag=""` derives the option from the field name; `flag=None` keeps the
-    setting off the command line (it is still read from config.json)."""
-    spec = Spec(help, label or help.split(";")[0].split(" (")[0], low, high, choices, flag, step)
+    setting off the command line (it is still read from config.json). `pattern` (a regular expression the whole
+    value must match, described in words by `forms`) restricts a free string."""
+    spec = Spec(help, label or help.split(";")[0].split(" (")[0], low, high, choices, flag, step, pattern, forms)
     return field(default=default, metadata={"spec": spec})
 
 
@@ -93,6 +100,8 @@ class Setting:
             self.fail(value, "must be a finite number")
         options = self.spec.options()
         if options is not None and value not in options:
+            self.fail(value, self.spec.rule())
+        if self.spec.pattern is not None and not re.fullmatch(self.spec.pattern, value, re.ASCII):
             self.fail(value, self.spec.rule())
         if self.type in (int, float) and ((self.spec.low is not None and value < self.spec.low)
                                           or (self.spec.high is not None and value > self.spec.high)):

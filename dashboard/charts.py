@@ -1,15 +1,21 @@
 """Plotly figures of training metrics, built from the records of `Run.metrics()`: drawing only.
 
 Every builder takes {run name: records}, so one run and an overlay of several (to compare β values) are drawn
-by the same code, one colour per run.
+by the same code, one colour per run. Plotly reads a few HTML tags in every text it draws (<b>, <br>, <a href>
+...), so run names, labels and any other user text go into a figure through chart_text(), as typed.
 """
 from __future__ import annotations
+
+import html
+from typing import Any
 
 import numpy as np
 import plotly.graph_objects as go
 from plotly.colors import qualitative
 from plotly.subplots import make_subplots
 
+from core.models.family import FAMILIES
+from core.objectives.regulariser import REGULARISERS
 from core.runs.labels import DimLabel, dim_name
 
 TRAIN_TERMS = (("loss", "total loss"), ("recon", "reconstruction"), ("kl", "KL"))
@@ -18,9 +24,22 @@ MAX_COLUMNS = 400  # heatmap columns: more than a screen shows only makes the br
 HEIGHT = 330
 
 
+def chart_text(text: Any) -> str:
+    """User text (a run name, a dim label, an attribute name) for a Plotly title, legend, axis or hover: its
+    HTML escaped, so Plotly shows it as typed instead of reading tags or links in it."""
+    return html.escape(str(text), quote=False)
+
+
+def chart_rows(rows: list[dict]) -> list[dict]:
+    """Table rows for plotly.express, with every text value passed through chart_text (numbers unchanged)."""
+    return [{key: chart_text(value) if isinstance(value, str) else value for key, value in row.items()}
+            for row in rows]
+
+
 def _curves(series: dict[str, list[dict]], terms: tuple[tuple[str, str], ...], log_y: bool, title: str) -> go.Figure:
     fig = make_subplots(rows=1, cols=len(terms), subplot_titles=[label for _, label in terms])
-    for i, (name, records) in enumerate(series.items()):
+    for i, (run, records) in enumerate(series.items()):
+        name = chart_text(run)
         colour = qualitative.Plotly[i % len(qualitative.Plotly)]
         steps = [r["step"] for r in records]
         mode = "lines+markers" if len(steps) < 30 else "lines"  # a few validation points need visible markers
@@ -42,6 +61,20 @@ def train_curves(series: dict[str, list[dict]], log_y: bool = False) -> go.Figur
     return _curves(series, TRAIN_TERMS, log_y, "Training losses (nats per image)")
 
 
+def regulariser_terms(series: dict[str, list[dict]]) -> tuple[tuple[str, str], ...]:
+    """The regularisers' terms the records hold (β-TCVAE's mi / tc / dim_kl, FactorVAE's tc / disc_loss, ...), from
+    the family registry, in the order the families list them."""
+    present = {key for records in series.values() for r in records[-1:] for key in r}
+    names = dict.fromkeys(name for family in FAMILIES for reg in family.regularisers for name in REGULARISERS[reg].terms)
+    return tuple((name, name.replace("_", " ")) for name in names if name in present)
+
+
+def regulariser_curves(series: dict[str, list[dict]], log_y: bool = False) -> go.Figure | None:
+    """The regularisers' terms against step, one panel each; None when no run logged any."""
+    terms = regulariser_terms(series)
+    return _curves(series, terms, log_y, "Regulariser terms (per image)") if terms else None
+
+
 def val_curves(series: dict[str, list[dict]], log_y: bool = False) -> go.Figure:
     """Negative ELBO, reconstruction and KL on the fixed validation subset."""
     return _curves(series, VAL_TERMS, log_y, "Validation (fixed subset)")
@@ -53,11 +86,11 @@ def kl_heatmap(records: list[dict], labels: dict[int, DimLabel] | None = None, t
     if len(records) > MAX_COLUMNS:
         records = [records[i] for i in np.linspace(0, len(records) - 1, MAX_COLUMNS).round().astype(int)]
     kl = np.array([r["kl_dims"] for r in records], dtype=float).T if records else np.zeros((0, 0))
-    names = [dim_name(d, labels or {}) for d in range(kl.shape[0])]
+    names = [chart_text(dim_name(d, labels or {})) for d in range(kl.shape[0])]
     fig = go.Figure(go.Heatmap(z=kl, x=[r["step"] for r in records], y=names, colorscale="Viridis",
                                colorbar=dict(title="nats"),
                                hovertemplate="%{y}<br>step %{x}<br>KL %{z:.3f} nats<extra></extra>"))
-    fig.update_layout(title=title or "KL per latent dimension", xaxis_title="step",
+    fig.update_layout(title=chart_text(title or "KL per latent dimension"), xaxis_title="step",
                       height=max(HEIGHT, 14 * len(names) + 120), margin=dict(t=50, b=40, l=50, r=20),
                       yaxis=dict(autorange="reversed", type="category"))
     return fig

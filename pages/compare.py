@@ -5,7 +5,7 @@ import streamlit as st
 
 from core.config import DataConfig
 from core.runs.folder import Run, list_runs
-from dashboard.common import decode_codes, encode_faces, load_data_or_none, pick_faces, show_strip
+from dashboard.common import decode_codes, encode_faces, load_data_or_none, md, pick_faces, say, show_strip
 
 st.title("Compare runs")
 runs = {r.name: r for r in list_runs() if r.checkpoint_path.is_file()}
@@ -42,9 +42,10 @@ reference = chosen[0]
 same = [r for r in chosen if images_of(r.config.data) == images_of(reference.config.data)]
 skipped = [r for r in chosen if r not in same]
 if skipped:
-    st.warning(f"Skipped {', '.join(repr(r.name) for r in skipped)}: trained on a different data set than "
-               f"{reference.name!r} ({reference.config.data.dataset}), so the same face indices would be different "
-               "images. Put one of them first to compare runs on its data set.")
+    say("warning", "Skipped {skipped}: trained on a different data set than {reference!r} ({dataset}), so the same "
+                   "face indices would be different images. Put one of them first to compare runs on its data set.",
+        skipped=", ".join(repr(r.name) for r in skipped), reference=reference.name,
+        dataset=reference.config.data.dataset)
 dataset = load_data_or_none(reference, "reconstructing faces (the table above needs no data)")
 if dataset is None:
     st.stop()
@@ -55,4 +56,5 @@ show_strip(dataset.images(index), ncol=len(index),
 for run in same:
     config = run.config
     show_strip(decode_codes(run, encode_faces(run, dataset, index)), ncol=len(index),
-               caption=f"{run.name} · {config.model} · β = {config.loss.beta:g} · {config.arch.latent_dim} dims")
+               caption=md("{name} · {model} · β = {beta:g} · {dims} dims", name=run.name, model=config.model,
+                          beta=config.loss.beta, dims=config.arch.latent_dim))

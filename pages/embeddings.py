@@ -1,5 +1,7 @@
 """Embeddings: PCA and UMAP maps of the latent means of many faces, coloured by an attribute, a ground-truth
 factor or a latent dim; box/lasso-select points to see their faces; export for the TensorFlow Embedding Projector."""
+import shlex
+
 import numpy as np
 import plotly.graph_objects as go
 import streamlit as st
@@ -10,7 +12,8 @@ from core.explore.projection import EmbedError, UmapParams, pca_2d
 from core.explore.umap_job import UmapJob, cached_encodings, load_encodings as cached_or_fresh_encodings, start_umap, umap_status
 from core.runs.labels import LabelError, dim_name, load_labels
 from core.runs.folder import Run
-from dashboard.common import load_data_or_none, load_encodings, pick_run, show_grid, user_errors
+from dashboard.charts import chart_text
+from dashboard.common import code, load_data_or_none, load_encodings, md, pick_run, plain, say, show_grid, user_errors
 
 SPLITS = ["test", "val", "train", "all"]
 COUNTS = {"1k": 1000, "5k": 5000, "10k": 10000, "20k": 20000, "all": None}
@@ -40,19 +43,21 @@ def marker_for(colour: Colouring, order: np.ndarray, n: int) -> dict:
     values = colour.values[order]
     if colour.kind == "continuous":
         return {**marker, "color": values, "colorscale": "RdBu_r" if colour.diverging else "Viridis",
-                **({"cmid": 0.0} if colour.diverging else {}), "colorbar": dict(title=colour.title)}
+                **({"cmid": 0.0} if colour.diverging else {}), "colorbar": dict(title=chart_text(colour.title))}
     k = len(colour.ticks)
     palette = BINARY_COLOURS if k == 2 else LEVEL_COLOURS
     steps = [(edge, palette[i % len(palette)]) for i in range(k) for edge in (i / k, (i + 1) / k)]
     return {**marker, "color": values, "colorscale": steps, "cmin": -0.5, "cmax": k - 0.5,
-            "colorbar": dict(title=colour.title, tickvals=list(range(k)), ticktext=list(colour.ticks))}
+            "colorbar": dict(title=chart_text(colour.title), tickvals=list(range(k)),
+                             ticktext=[chart_text(tick) for tick in colour.ticks])}
 
 
 def map_figure(coords: np.ndarray, colour: Colouring, index: np.ndarray, axes: tuple[str, str],
                order: np.ndarray) -> go.Figure:
     """ONE WebGL trace, points in `order`: the chart's point indices are positions in `order`."""
     n = len(coords)
-    hover = "image #%{customdata}" + (f"<br>{colour.title}: %{{marker.color:.3g}}" if colour.kind != "none" else "")
+    hover = "image #%{customdata}" + (f"<br>{chart_text(colour.title)}: %{{marker.color:.3g}}"
+                                      if colour.kind != "none" else "")
     trace = go.Scattergl(x=coords[order, 0], y=coords[order, 1], mode="markers", customdata=index[order],
                          marker=marker_for(colour, order, n), hovertemplate=hover + "<extra></extra>")
     figure = go.Figure(trace)
@@ -75,10 +80,10 @@ def umap_progress(run: Run, split: str, limit: int | None, params: UmapParams, i
         st.rerun()
     minutes, seconds = divmod(int(job.elapsed), 60)
     stage = job.stage + (f" {job.fraction:.0%}" if job.fraction is not None else "")
-    st.progress(job.fraction or 0.0, text=f"Computing UMAP of {len(index):,} points: {stage} · "
-                                          f"{minutes}:{seconds:02d} elapsed")
-    st.caption(f"In a background process (pid {job.pid}), saved in the run folder when done: other pages stay "
-               "usable, and a reload or another browser picks up the same job. PCA is shown meanwhile.")
+    st.progress(job.fraction or 0.0, text=md("Computing UMAP of {n:,} points: {stage} · {minutes}:{seconds:02d} "
+                                             "elapsed", n=len(index), stage=stage, minutes=minutes, seconds=seconds))
+    say("caption", "In a background process (pid {pid}), saved in the run folder when done: other pages stay usable, "
+                   "and a reload or another browser picks up the same job. PCA is shown meanwhile.", pid=job.pid)
 
 
 def offer_umap(job: UmapJob | None, run: Run, split: str, limit: int | None, params: UmapParams,
@@ -89,7 +94,7 @@ def offer_umap(job: UmapJob | None, run: Run, split: str, limit: int | None, par
                 "(tens of seconds for 1k points, minutes for tens of thousands) and is saved in the run folder; "
                 "PCA is shown until it is ready.")
     else:
-        st.error(f"UMAP failed: {job.error}")
+        say("error", "UMAP failed: {error}", error=job.error)
     if st.button("Compute UMAP" if job is None else "Try again", type="primary", key="emb_start"):
         with user_errors():
             start_umap(run, split, limit, params, index)
@@ -109,9 +114,9 @@ with user_errors():
     cached = cached_encodings(run)
 data = load_data_or_none(run, "the face view of selected points (the map itself uses the encodings cached in the "
                                "run folder)" if cached else
-                         "the map (embeddings need the images encoded, and the run folder holds no cached encodings: "
-                         f"run `python -m core encode {run.name}` where the data is, then copy its `encodings/` "
-                         "folder into the run folder here)")
+                         md("the map (embeddings need the images encoded, and the run folder holds no cached "
+                            "encodings: run {command} where the data is, then copy its `encodings/` folder into the "
+                            "run folder here)", command=code(f"python -m core encode {shlex.quote(run.name)}")))
 if data is None and not cached:
     st.stop()
 
@@ -129,14 +134,15 @@ else:
     with user_errors():
         encodings = cached_or_fresh_encodings(run, split, limit)
 if len(encodings["mu"]) == 0:
-    st.warning(f"The {split} split of {dataset_name} holds no images: choose another split.")
+    say("warning", "The {split} split of {dataset} holds no images: choose another split.", split=split,
+        dataset=dataset_name)
     st.stop()
 method = right.radio("Map", ["PCA", "UMAP"], horizontal=True, key="emb_method")
 
 try:
     labels = load_labels(run)
 except LabelError as e:
-    st.warning(f"{e}. Dims are shown by number.")
+    say("warning", "{error}. Dims are shown by number.", error=e)
     labels = {}
 
 options = colour_options(encodings)
@@ -158,7 +164,7 @@ if method == "UMAP":
     try:
         params = UmapParams(int(n_neighbors), float(min_dist), int(seed))
     except EmbedError as e:
-        st.error(str(e))
+        st.error(plain(e))
         st.stop()
     with user_errors():
         job = umap_status(run, split, limit, params, index)
@@ -173,8 +179,8 @@ if coords is None:
     coords, explained = pca_of(str(run.path), run.checkpoint_path.stat().st_mtime, split, limit, mu)
     axes = (f"PC1 ({explained[0]:.0%} of variance)", f"PC2 ({explained[1]:.0%})")
 order = plot_order(len(coords))
-st.caption(f"{shown} of {len(mu):,} {split} images × {mu.shape[1]} latent dims · colour: "
-           f"{colour.title or 'none'}")
+say("caption", "{shown} of {n:,} {split} images × {dims} latent dims · colour: {colour}", shown=shown, n=len(mu),
+    split=split, dims=mu.shape[1], colour=colour.title or "none")
 event = st.plotly_chart(map_figure(coords, colour, index, axes, order), on_select="rerun",
                         selection_mode=("box", "lasso"), key=f"emb_map_{run.name}_{split}_{limit}_{shown}")
 rows = selected_rows(order, event.selection.point_indices if event else [])
@@ -183,7 +189,8 @@ if len(rows):
     st.subheader(f"{len(rows):,} selected")
     summary = selection_summary(encodings, rows)
     if summary:
-        st.caption("Sets them apart: " + " · ".join(f"**{name}** {inside:.0%} here vs {overall:.0%} overall"
+        st.caption("Sets them apart: " + " · ".join(md("**{name}** {inside:.0%} here vs {overall:.0%} overall",
+                                                       name=name, inside=inside, overall=overall)
                                                     for name, inside, overall in summary))
     if data is not None:
         shown_rows = thumbnail_rows(rows)

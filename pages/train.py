@@ -14,8 +14,8 @@ from core.runs import jobs
 from core.runs.folder import Run, list_runs
 from core.runs.labels import LabelError, load_labels
 from core.training.batches import steps_for_epochs
-from dashboard.charts import kl_heatmap, train_curves, val_curves
-from dashboard.common import USER_ERRORS, plain
+from dashboard.charts import kl_heatmap, regulariser_curves, train_curves, val_curves
+from dashboard.common import USER_ERRORS, md, plain
 from dashboard.settings_form import setting_input
 
 FOLDER_DATA = ("celeba", "lfw", "folder")
@@ -95,28 +95,31 @@ def start(options: dict, name: str | None, epochs: float | None) -> None:
 def cancel(run: Run) -> None:
     try:
         jobs.cancel(run)
-        st.session_state["tr_flash"] = ("info", f"Stopping {run.name} after its current step, with a checkpoint ...")
+        st.session_state["tr_flash"] = ("info", md("Stopping {name} after its current step, with a checkpoint ...",
+                                                   name=run.name))
     except USER_ERRORS as e:
-        st.session_state["tr_flash"] = ("error", str(e))
+        st.session_state["tr_flash"] = ("error", plain(e))
 
 
 def resume(run: Run, steps: int) -> None:
     try:
         jobs.resume(run, steps)
-        st.session_state["tr_flash"] = ("info", f"Resumed {run.name} towards step {steps:,}.")
+        st.session_state["tr_flash"] = ("info", md("Resumed {name} towards step {steps:,}.", name=run.name,
+                                                   steps=steps))
     except USER_ERRORS as e:
-        st.session_state["tr_flash"] = ("error", str(e))
+        st.session_state["tr_flash"] = ("error", plain(e))
 
 
 @st.fragment(run_every=POLL_S)
 def job_panel(run: Run) -> None:
     p = jobs.progress(run)
-    st.progress(p.fraction, text=f"**{run.name}** · {p.state} · step {p.step:,} of {p.total:,}")
+    st.progress(p.fraction, text=md("**{name}** · {state} · step {step:,} of {total:,}", name=run.name, state=p.state,
+                                    step=p.step, total=p.total))
     c = st.columns(4)
     c[0].metric("Step", f"{p.step:,} / {p.total:,}")
     c[1].metric("Images / s", "–" if p.images_per_s is None else f"{p.images_per_s:,.0f}")
     c[2].metric("Time left", duration(p.eta_s) if p.state == "running" else "–")
-    c[3].metric("State", p.state)
+    c[3].metric("State", plain(p.state))
     if p.state == "running":
         st.button("Cancel (stops after the current step, with a checkpoint)", key="tr_cancel", icon=":material/stop:",
                   on_click=cancel, args=(run,))
@@ -127,9 +130,9 @@ def job_panel(run: Run) -> None:
         c2.button("Resume from the last checkpoint", key="tr_resume", icon=":material/play_arrow:", on_click=resume,
                   args=(run, int(total)))
     if flash := st.session_state.pop("tr_flash", None):
-        getattr(st, flash[0])(flash[1])
+        getattr(st, flash[0])(plain(flash[1]))  # stored as Markdown (md, plain): plain() keeps it as it is
     if p.state == "failed" and p.error:
-        st.error(p.error)
+        st.error(plain(p.error))
     if log := jobs.log_tail(run):
         with st.expander("Training log (train.log)", expanded=p.state == "failed"):
             st.code(log, language=None)
@@ -167,6 +170,8 @@ def curves(runs: list[Run]) -> None:
         st.info("No training metrics logged yet.")
         return
     st.plotly_chart(train_curves(train, log_y), key="tr_fig_train")
+    if (extra := regulariser_curves(train, log_y)) is not None:  # β-TCVAE's MI / TC / dim-KL, FactorVAE's TC, ...
+        st.plotly_chart(extra, key="tr_fig_reg")
     val = {label(r): r.metrics("val") for r in chosen_runs}
     if any(val.values()):
         st.plotly_chart(val_curves(val, log_y), key="tr_fig_val")

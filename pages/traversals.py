@@ -9,7 +9,9 @@ from core.runs.labels import DimLabel, LabelError, dim_name, labels_csv, labels_
 from core.runs.folder import Run
 from core.explore.suggest import MIN_ABS_R, Suggestion, attribute_correlations
 from core.explore.traverse import COLLAPSED_NATS, RANGE_MODES, collapsed, decode_grid, dim_ranges, encode_faces, kl_from_encodings, kl_from_metrics, kl_order, labelled_grid, png_bytes, traversal_gif, traversal_values
-from dashboard.common import load_data_or_none, load_encodings, load_model, pick_faces, pick_run, user_errors
+from core.explore.traverse import group_title, latent_groups
+from dashboard.common import (load_data_or_none, load_encodings, load_model, md, pick_faces, pick_run, plain,
+                              user_errors)
 
 SPLIT, LIMIT = "test", 2000  # held-out images behind data ranges, the KL fallback and label suggestions
 FACE_SOURCES = ("Data set image", "Random face from the prior", "Prior mean (z = 0)")
@@ -57,11 +59,11 @@ def save(run: Run, dim: int, label: DimLabel, what: str) -> None:
     try:
         labels = save_label(run, dim, label)
     except (LabelError, OSError) as e:
-        st.session_state["trav_flash"] = ("error", f"label not saved: {e}")
+        st.session_state["trav_flash"] = ("error", md("label not saved: {error}", error=e))
         return
     for field in ("label", "meaningful", "note"):  # let the form show the stored label, not the typed one
         st.session_state.pop(f"trav_{field}_{run.name}_{dim}", None)
-    st.session_state["trav_flash"] = ("success", f"{what}: {dim_name(dim, labels)}")
+    st.session_state["trav_flash"] = ("success", md("{what}: {dim}", what=what, dim=dim_name(dim, labels)))
 
 
 def save_from_form(run: Run, dim: int) -> None:
@@ -79,7 +81,7 @@ if run is None:
     st.stop()
 flash = st.session_state.pop("trav_flash", None)
 if flash:
-    (st.success if flash[0] == "success" else st.error)(flash[1])
+    (st.success if flash[0] == "success" else st.error)(plain(flash[1]))  # Markdown from md(): kept as it is
 
 with user_errors():
     latent_dim = run.config.arch.latent_dim
@@ -169,18 +171,32 @@ def row_label(d: int) -> str:
 
 # --- the grid -----------------------------------------------------------------------------------------------------
 rows = [int(d) for d in order if not (hide and dead[d])]
+groups = latent_groups(model)  # one group, or e.g. a VITAE's appearance and perspective codes: one grid each
+group_of = {d: name for name, dims in groups.items() for d in dims}
 if not rows:
     st.info(f"Every dim is below {threshold:g} nats: untick *Hide collapsed dims* or lower the threshold.")
-else:
-    images = decoded(path, stamp, traversal_values(center, rows, steps, lo, hi))
-    picture = picture_of(images, tuple(row_label(d) for d in rows), tuple(dead[rows]), scale, 170)
-    st.image(picture, caption=f"{face_name}: {len(rows)} dims × {steps} steps ({RANGE_MODES[mode]})")
-    st.download_button("Download grid (PNG)", lambda: png_bytes(picture), f"{run.name}-traversals.png", "image/png",
-                       on_click="ignore", key="trav_png")
+for name, dims in groups.items() if rows else ():
+    split = len(groups) > 1
+    group_rows = [d for d in rows if group_of.get(d) == name]
+    if split:
+        st.subheader(f"{group_title(name)} (dims {dims[0]}–{dims[-1]})" if dims else group_title(name))
+    if not group_rows:
+        st.caption("Every dim of this code is hidden (collapsed).")
+        continue
+    images = decoded(path, stamp, traversal_values(center, group_rows, steps, lo, hi))
+    picture = picture_of(images, tuple(row_label(d) for d in group_rows), tuple(dead[group_rows]), scale, 170)
+    st.image(picture, caption=f"{face_name}{f' · {group_title(name)}' if split else ''}: {len(group_rows)} dims × "
+                              f"{steps} steps ({RANGE_MODES[mode]})")
+    st.download_button("Download grid (PNG)", lambda picture=picture: png_bytes(picture),
+                       f"{run.name}-traversals{f'-{name}' if split else ''}.png", "image/png", on_click="ignore",
+                       key=f"trav_png{f'_{name}' if split else ''}")
 
 # --- one dim up close ---------------------------------------------------------------------------------------------
 st.header("Zoom into one dim")
 fmt = (lambda d: f"{dim_name(d, labels)} (KL {kl_text(kl[d])})") if kl is not None else (lambda d: dim_name(d, labels))
+if len(groups) > 1:  # say which code each dim belongs to
+    dim_fmt = fmt
+    fmt = lambda d: f"{dim_fmt(d)} · {group_of.get(d, '')}"
 c1, c2, c3 = st.columns([2, 1, 1])
 dim = int(c1.selectbox("Dim", [int(d) for d in order], format_func=fmt, key="trav_zoom_dim"))
 zoom_steps = c2.slider("Steps", 5, 31, 15, 2, key="trav_zoom_steps")
@@ -195,9 +211,10 @@ else:
 centers = np.concatenate([center[None], others_mu])[:n_faces]
 zoom = decoded(path, stamp, traversal_values(centers, [dim], zoom_steps, lo, hi))[:, 0]
 st.image(picture_of(zoom, tuple(names[:len(zoom)]), (False,) * len(zoom), scale, 110),
-         caption=f"{dim_name(dim, labels)} from {lo[dim]:+.2f} to {hi[dim]:+.2f}, {zoom_steps} steps")
+         caption=md("{dim} from {lo:+.2f} to {hi:+.2f}, {steps} steps", dim=dim_name(dim, labels), lo=lo[dim],
+                    hi=hi[dim], steps=zoom_steps))
 gif = gif_of(zoom)
-st.image(gif, caption=f"{dim_name(dim, labels)}, forward and back")
+st.image(gif, caption=md("{dim}, forward and back", dim=dim_name(dim, labels)))
 st.download_button("Download GIF", gif, f"{run.name}-z{dim}.gif", "image/gif", on_click="ignore", key="trav_gif")
 
 # --- labelling ----------------------------------------------------------------------------------------------------
@@ -209,7 +226,7 @@ suggested = [s for s in suggested if not dead[s.dim]]
 by_dim = {s.dim: s for s in suggested}
 current = labels.get(dim, DimLabel())
 with st.form(f"trav_form_{run.name}_{dim}"):
-    st.subheader(f"Label {dim_name(dim, labels)}")
+    st.subheader(md("Label {dim}", dim=dim_name(dim, labels)))
     st.text_input("Label", current.label, key=f"trav_label_{run.name}_{dim}", placeholder="e.g. hair colour")
     st.checkbox("Meaningful (one clear factor)", current.meaningful, key=f"trav_meaningful_{run.name}_{dim}")
     st.text_area("Note", current.note, key=f"trav_note_{run.name}_{dim}", height=68,
@@ -217,8 +234,8 @@ with st.form(f"trav_form_{run.name}_{dim}"):
     st.form_submit_button("Save label", on_click=save_from_form, args=(run, dim), type="primary")
 if dim in by_dim:
     s = by_dim[dim]
-    st.button(f"Accept suggestion: {s.describe(labels)}", key="trav_accept_zoom", on_click=save,
-              args=(run, dim, s.as_label(), "Accepted"), disabled=current.label == s.attribute)
+    st.button(md("Accept suggestion: {suggestion}", suggestion=s.describe(labels)), key="trav_accept_zoom",
+              on_click=save, args=(run, dim, s.as_label(), "Accepted"), disabled=current.label == s.attribute)
 
 st.header("Suggested labels")
 if encodings is None:
@@ -232,7 +249,7 @@ else:
                f"encoded {SPLIT} images, where |r| ≥ {MIN_ABS_R}. Accepting saves the attribute as the dim's label.")
     for s in suggested:
         text, button = st.columns([4, 1], vertical_alignment="center")
-        text.markdown(s.describe(labels))
+        text.markdown(plain(s.describe(labels)))
         button.button("Accept", key=f"trav_accept_{s.dim}", on_click=save, args=(run, s.dim, s.as_label(), "Accepted"),
                       disabled=labels.get(s.dim, DimLabel()).label == s.attribute)
     with st.expander("All correlations (dims × attributes)"):

@@ -6,14 +6,18 @@ LATENTLAB_E2E=required, which turns that skip into a failure.
 """
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
 import socket
 import subprocess
 import sys
+import threading
 import time
+import urllib.parse
 import urllib.request
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -141,3 +145,65 @@ def test_train_page_refuses_negative_beta_and_batch_zero_in_a_real_browser(serve
         page.screenshot(path=str(SHOTS / "train-refuses-batch-0.png"), full_page=True)
     finally:
         page.close()
+
+
+def counting_server() -> tuple[ThreadingHTTPServer, list[str]]:
+    """An HTTP server on a free loopback port that records every request's path (and answers 404)."""
+    hits: list[str] = []
+
+    class Count(BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 (http.server's naming)
+            hits.append(self.path)
+            self.send_error(404)
+
+        do_HEAD = do_POST = do_GET
+
+        def log_message(self, *args):
+            pass
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Count)
+    threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True).start()
+    return httpd, hits
+
+
+def test_user_text_is_shown_as_typed_and_fetches_nothing_in_a_real_browser(server, browser):
+    """A run whose folder name, hand labels and failed status hold Markdown images that point at a local HTTP
+    server: Traversals and Home show them as typed, and the browser never asks that server for anything."""
+    httpd, hits = counting_server()
+    port = httpd.server_address[1]
+    label = f"![x](http://127.0.0.1:{port}/label.png) **bold** :red[red] $x$"
+    error = f"![e](http://127.0.0.1:{port}/error.png) **failed**"
+    name = f"![r](http:\\\\127.0.0.1:{port}\\run.png) user-text"  # no '/' in a folder name: browsers read '\' as '/'
+    run = RUNS["dir"] / name
+    shutil.copytree(RUNS["dir"] / "tiny-bvae", run)
+    (run / "labels.json").write_text(json.dumps({"dims": {str(d): {"label": label, "meaningful": True, "note": label}
+                                                          for d in range(8)}}))
+    status = json.loads((run / "status.json").read_text())
+    (run / "status.json").write_text(json.dumps({**status, "state": "failed", "error": error}))
+    page = browser.new_page(viewport={"width": 1400, "height": 3000})  # tall: nothing lazy stays off screen
+    page.set_default_timeout(60_000)
+    try:
+        page.set_content(f'<img src="http://127.0.0.1:{port}/control.png">')  # the browser can reach the server ...
+        deadline = time.time() + 10
+        while "/control.png" not in hits and time.time() < deadline:
+            page.wait_for_timeout(100)
+        assert hits == ["/control.png"], hits
+        hits.clear()
+        page.goto(f"{server}/traversals?run={urllib.parse.quote(name)}")
+        settle(page)
+        main = page.locator('[data-testid="stMain"]')
+        assert main.get_by_text(label, exact=False).count() > 0, main.inner_text()[:2000]  # shown as typed
+        page.goto(server)
+        settle(page)
+        assert main.get_by_text(f"{name} failed: {error}", exact=False).count() > 0, main.inner_text()[:3000]
+        page.wait_for_timeout(1000)  # time for any image request to land
+        SHOTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(SHOTS / "user-text-home.png"), full_page=True)
+        assert page.locator('[data-testid="stException"]').count() == 0
+        assert page.locator(f'img[src*="{port}"]').count() == 0
+        assert hits == [], f"the page fetched URLs planted in user text: {hits}"  # ... but these pages never did
+    finally:
+        page.close()
+        httpd.shutdown()
+        httpd.server_close()
+        shutil.rmtree(run, ignore_errors=True)

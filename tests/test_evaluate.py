@@ -34,6 +34,7 @@ def test_cli_evaluates_a_dsprites_run_into_eval_json(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "wrote" in out and "beta_vae" in out and "Square" in out  # summary table with the probe rows
     doc = json.loads((run.path / "eval.json").read_text())
+    assert load_eval(run) == doc  # every result the evaluation writes fits eval.json's schema: none is left out
     assert doc["versions"]["scikit-learn"] == sklearn.__version__ and doc["step"] == run.checkpoint_step()
     results = doc["results"]
     assert list(results) == list(METRICS)

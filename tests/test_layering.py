@@ -16,7 +16,7 @@ ALLOWED = {
     "core.fileio": set(),
     "core.models": {"core.settings", "core.registry"},
     "core.objectives": {"core.settings", "core.registry", "core.models"},
-    "core.config": {"core.settings", "core.registry", "core.models", "core.objectives"},
+    "core.config": {"core.settings", "core.registry", "core.fileio", "core.models", "core.objectives"},
     "core.device": {"core.settings", "core.config"},
     "core.data": BASE | {"core.models", "core.objectives"},
     "core.runs": BASE | {"core.models", "core.objectives", "core.data"},

@@ -154,7 +154,7 @@ def test_a_corrupt_labels_file_is_reported_not_overwritten(runs):
     labels.write_text("{not json")
     at = page("tiny-bvae")
     assert not at.exception, at.exception
-    assert any("unreadable labels file" in e.value and "fix or delete it" in e.value for e in at.error)
+    assert any("labels.json: not valid JSON" in e.value and "fix or delete it" in e.value for e in at.error)
     assert labels.read_text() == "{not json"
 
 

@@ -61,12 +61,13 @@ def test_home_lists_runs_links_pages_and_reports_broken_folders(runs):
     assert at.title[0].value == "LatentLab"
     assert sorted(table_runs(at)) == ["tiny-bvae", "tiny-modvae"]
     row = at.dataframe[0].value.set_index("run").loc["tiny-bvae"]
-    assert (row["model"], row["β"], row["data"], row["step"], row["status"]) == ("beta-vae", 2.0, "synthfaces",
+    assert (row["model"], row["β"], row["data"], row["step"], row["status"]) == ("β-VAE", 2.0, "synthfaces",
                                                                                   "30 / 30", "finished")
     assert float(row["val −ELBO"].replace(",", "")) > 0
     problems = " ".join(w.value for w in at.warning)
     assert "garbled" in problems and "config" in problems and "empty" in problems
-    assert len(at.get("page_link")) == 6
+    # every page but Home itself is linked, with what it is for
+    assert len(at.get("page_link")) == (ROOT / "dashboard" / "Home.py").read_text().count("st.Page(") - 1
 
 
 def test_home_shows_a_run_copied_in_without_a_restart(runs):
@@ -157,3 +158,15 @@ def test_both_pages_render_the_demo_runs(tmp_path, monkeypatch):
     at = train_page()
     assert not at.exception
     assert len(figures(at)[-1]["data"][0]["y"]) == 64  # the KL heatmap has a row per latent dim
+
+
+def test_regulariser_terms_are_plotted_for_families_that_log_them():
+    from dashboard.charts import regulariser_curves
+
+    plain = {"a": [{"step": 10, "loss": 1.0, "recon": 0.5, "kl": 0.5}]}
+    assert regulariser_curves(plain) is None
+    tcvae = {"b": [{"step": 10, "loss": 1.0, "mi": 0.1, "tc": 0.2, "dim_kl": 0.3},
+                   {"step": 20, "loss": 0.9, "mi": 0.1, "tc": 0.1, "dim_kl": 0.3}]}
+    fig = regulariser_curves(tcvae).to_dict()
+    assert [a["text"] for a in fig["layout"]["annotations"]] == ["mi", "tc", "dim kl"]
+    assert [t["y"] for t in fig["data"]][1] == [0.2, 0.1]

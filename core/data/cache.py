@@ -31,7 +31,7 @@ import numpy as np
 from tqdm import tqdm
 
 from core.data.base import IMAGE_SIZE, DataError
-from core.fileio import write_json
+from core.fileio import ListOf, Obj, Str, read_json, write_json
 from core.data.decode import RESAMPLE, SHAPE, SquareCrop, _decode_all
 
 
@@ -101,16 +101,23 @@ def _cpu_count() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
+# The sidecar .json of a cache .npy: the files kept (one image each, in order) and those that failed, with why.
+SIDECAR = Obj({"kept": ListOf(Str(4096), max_items=10**8),
+               "failed": ListOf(ListOf(Str(), min_items=2, max_items=2), max_items=10**8)},
+              required=("kept", "failed"))
+MAX_SIDECAR_BYTES = 1 << 30
+
+
 def _sidecar(path: Path) -> Path:
     return path.with_suffix(".json")
 
 
 def _load_existing(path: Path) -> ImageCache | None:
     try:
-        meta = json.loads(_sidecar(path).read_text())
+        meta = read_json(_sidecar(path), SIDECAR, max_bytes=MAX_SIDECAR_BYTES)
         pixels = np.load(path, mmap_mode="r", allow_pickle=False)
         files, failed = meta["kept"], [tuple(item) for item in meta["failed"]]
-    except (OSError, ValueError, KeyError, TypeError):  # absent or unfinished: build it
+    except (OSError, ValueError):  # absent, unfinished or damaged (UntrustedFileError is a ValueError): build it
         return None
     if pixels.dtype != np.uint8 or pixels.shape != (len(files), *SHAPE):
         logger.warning("cache %s does not match its sidecar; rebuilding it", path)

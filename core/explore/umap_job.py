@@ -26,17 +26,22 @@ from typing import Sequence
 import numpy as np
 from core.data import DataError, Dataset
 from core.explore.encode import UNREADABLE, encodings_path, load_or_encode, read_encodings
-from core.fileio import atomic_path, locked, write_json
+from core.fileio import ListOf, Nullable, Num, Obj, Str, UntrustedFileError, atomic_path, locked, read_json, write_json
 from core.runs import process
 from core.runs.folder import Run
 from core.explore.projection import Progress, UmapParams, umap_2d
 
+
+# The .job record (core.runs.process.RECORD plus the worker's arguments) and the worker's .progress file.
+JOB = Obj({**process.RECORD.fields, "args": ListOf(Str(10_000), max_items=100)}, drop_invalid=True)
+PROGRESS = Obj({"stage": Str(200), "fraction": Nullable(Num(0, 1))})
 
 # How the launcher starts a worker; a list so tests can swap in a stand-in worker.
 WORKER_COMMAND = [sys.executable, "-m", "core.explore.umap_job"]
 
 
 def embedding_path(run: Run, split: str, limit: int | None, params: UmapParams) -> Path:
+    """Where the UMAP of `run`'s `split` (first `limit` images, or all) with `params` is cached (.npz)."""
     count = "all" if limit is None else str(limit)
     return run.path / "embeddings" / f"umap-{run.config.data.dataset}-{split}-{count}-{params.key}.npz"
 
@@ -100,7 +105,7 @@ def compute_umap(run: Run, split: str, limit: int | None, params: UmapParams, da
     coords = umap_2d(encodings["mu"], params.n_neighbors, params.min_dist, params.seed, progress=report)
     report("saving", 1.0)
     path = embedding_path(run, split, limit, params)
-    with atomic_path(path) as tmp:
+    with atomic_path(path, inside=run.path) as tmp:  # never through a linked embeddings/ folder
         with open(tmp, "wb") as f:
             np.savez(f, coords=coords, index=encodings["index"], params=json.dumps(asdict(params)))
     return path
@@ -126,14 +131,13 @@ def umap_status(run: Run, split: str, limit: int | None, params: UmapParams,
     coords = load_umap(run, split, limit, params, index)
     if coords is not None:
         return UmapJob("done", coords)
-    job = _read_json(_sidecar(path, "job"))
+    job = process.read_record(_sidecar(path, "job"), JOB)
     if job is None:
         return None
-    pid, started = job.get("pid"), job.get("started")
-    started = float(started) if isinstance(started, (int, float)) else 0.0
+    pid, started = job.get("pid"), float(job.get("started", 0.0))
     elapsed = time.time() - started
     if process.liveness(job) != process.DEAD:  # alive here, or on another machine (which we cannot check)
-        progress = _read_json(_sidecar(path, "progress")) or {}
+        progress = _read_json(_sidecar(path, "progress"), PROGRESS) or {}
         return UmapJob("running", pid=pid, elapsed=elapsed, stage=progress.get("stage", "starting"),
                        fraction=progress.get("fraction"))
     if path.is_file() and path.stat().st_mtime >= started:
@@ -147,7 +151,7 @@ def start_umap(run: Run, split: str, limit: int | None, params: UmapParams,
     """Start the background worker unless a result exists or a worker for the same job is alive (a page reload
     or a second browser session finds that one); returns the job's state. A failed job is started again."""
     path = embedding_path(run, split, limit, params)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    run.folder("embeddings")  # created here; a symbolic link in its place is refused (UntrustedFileError)
     with locked(path.parent / ".jobs.lock"):
         job = umap_status(run, split, limit, params, index)
         if job is not None and job.state in ("done", "running"):
@@ -182,7 +186,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         def progress(stage: str, fraction: float | None) -> None:
             if time.time() - last[0] >= 0.5 or fraction == 1.0:
                 last[0] = time.time()
-                write_json(progress_file, {"stage": stage, "fraction": fraction})
+                write_json(progress_file, {"stage": stage, "fraction": fraction}, inside=run.path)
 
         path = compute_umap(run, args.split, limit, params, progress=progress)
         for kind in ("progress", "job", "log"):  # done: only the result stays in the run folder
@@ -195,12 +199,12 @@ def main(argv: Sequence[str] | None = None) -> None:
         sys.exit(1)
 
 
-def _read_json(path: Path) -> dict | None:
+def _read_json(path: Path, schema: Obj) -> dict | None:
+    """A job file through core.fileio (size, depth, numbers, `schema`), or None when missing or malformed."""
     try:
-        value = json.loads(path.read_text())
-    except (OSError, ValueError):
+        return read_json(path, schema, max_bytes=1 << 20)
+    except UntrustedFileError:
         return None
-    return value if isinstance(value, dict) else None
 
 
 def _last_line(path: Path) -> str:

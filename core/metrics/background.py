@@ -11,7 +11,6 @@ until its log shows its end.
 """
 from __future__ import annotations
 
-import json
 import re
 import sys
 from dataclasses import dataclass
@@ -23,12 +22,14 @@ from core.runs.folder import Run, RunError
 
 LOG = "evaluate.log"
 STATUS = "evaluate.status.json"
-_STEP = re.compile(r"^\[(\d+)/(\d+)\] (\w+) \.\.\.$")
+_STEP = re.compile(r"^\[([0-9]{1,6})/([0-9]{1,6})\] (\w+) \.\.\.$")  # bounded: the log is read as found
 _ENDED = ("wrote ", "error: ", "Traceback (most recent call last)")  # lines that end `python -m core evaluate`
 
 
 @dataclass(frozen=True)
 class EvaluationProgress:
+    """Where a background evaluation stands, read from its log and process record."""
+
     running: bool
     done: int  # metrics finished
     total: int  # metrics to compute (0 before the first progress line)
@@ -37,6 +38,7 @@ class EvaluationProgress:
 
     @property
     def fraction(self) -> float:
+        """Metrics done out of those to compute, 0 to 1 (0 before the first progress line)."""
         return self.done / self.total if self.total else 0.0
 
 
@@ -72,11 +74,8 @@ def evaluation_running(run: Run) -> bool:
 
 
 def _record(run: Run) -> dict | None:
-    try:
-        record = json.loads((run.path / STATUS).read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
-        return None
-    return record if isinstance(record, dict) else None
+    """evaluate.status.json through core.runs.process.read_record (None: missing or malformed, so not running)."""
+    return process.read_record(run.path / STATUS)
 
 
 def evaluation_progress(run: Run, lines: int = 15) -> EvaluationProgress:

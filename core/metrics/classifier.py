@@ -19,11 +19,14 @@ from sklearn.metrics import roc_auc_score
 from torch import nn
 
 from core.data import DataError, Dataset
-from core.fileio import write_bytes, write_json
+from core.fileio import ANY, MapOf, Nullable, Num, Obj, Str, read_json, write_bytes, write_json
 from core.device import to_float
 
 WEIGHTS = "classifier.safetensors"
 INFO = "classifier.json"
+# classifier.json, read through core.fileio: a file that does not fit means "train the judge again"
+INFO_SCHEMA = Obj({"format": Str(100), "settings": ANY, "aucs": MapOf(Nullable(Num(0, 1))), "trained_on": Str(1000)},
+                  required=("format", "settings", "aucs", "trained_on"))
 FORMAT = "latentlab-classifier-1"
 
 
@@ -152,7 +155,7 @@ def _labels(dataset: Dataset, names: tuple[str, ...]) -> np.ndarray:
 def _load(run_path: Path, settings: ClassifierSettings) -> Judge | None:
     """The cached judge, or None when absent, unreadable (derived data: retrain) or trained differently."""
     try:
-        info = json.loads((run_path / INFO).read_text())
+        info = read_json(run_path / INFO, INFO_SCHEMA, max_bytes=1 << 20)
         if info.get("format") != FORMAT or info.get("settings") != json.loads(json.dumps(asdict(settings))):
             return None
         model = AttributeClassifier(len(settings.attributes))

@@ -15,7 +15,8 @@ def summary(doc: dict, labels: dict[int, DimLabel] | None = None) -> str:
             lines.append(f"{name:15s} {'-':>9s}  skipped: {r['skipped']}")
             continue
         score, details = headline(name, r)
-        lines.append(f"{name:15s} {score:>9s}  {details:58s} {r['seconds']:8.1f}  {'fast' if r['fast'] else 'full'}")
+        mode = "fast" if r.get("fast") else "full"
+        lines.append(f"{name:15s} {score:>9s}  {details:58s} {_f(r.get('seconds'), '8.1f'):>8s}  {mode}")
     probes = doc["results"].get("probes", {})
     if probes.get("attributes"):
         lines += ["", f"{'attribute':22s} {'AUC':>6s}  {'best single dim':30s} {'AUC':>6s}"]
@@ -44,26 +45,33 @@ def summary(doc: dict, labels: dict[int, DimLabel] | None = None) -> str:
 
 
 def headline(name: str, r: dict) -> tuple[str, str]:
-    """(score, details) as text for one metric's result: its headline number and a short note on what it is."""
+    """(score, details) as text for one metric's result: its headline number and a short note on what it is. A
+    number that was not finite (null in eval.json) shows as "-", a metric this version does not know as "-"."""
     if name in ("beta_vae", "factor_vae"):
         extra = f", {r['num_active_dims']} active dims" if name == "factor_vae" else ""
-        return f"{r['eval_accuracy']:.3f}", f"eval accuracy (train {r['train_accuracy']:.3f}){extra}"
+        return _f(r["eval_accuracy"], ".3f"), f"eval accuracy (train {_f(r['train_accuracy'], '.3f')}){extra}"
     if name == "mig":
-        return f"{r['mig']:.3f}", "mean normalised top-2 MI gap"
+        return _f(r["mig"], ".3f"), "mean normalised top-2 MI gap"
     if name == "dci":
-        return (f"{r['disentanglement']:.3f}", f"disentanglement (completeness {r['completeness']:.3f}, "
-                f"accuracy {r['informativeness_train']:.2f}/{r['informativeness_test']:.2f})")
+        return (_f(r["disentanglement"], ".3f"), f"disentanglement (completeness {_f(r['completeness'], '.3f')}, "
+                f"accuracy {_f(r['informativeness_train'], '.2f')}/{_f(r['informativeness_test'], '.2f')})")
     if name == "sap":
-        return f"{r['sap']:.3f}", "mean top-2 gap of 1-dim SVM accuracies"
+        return _f(r["sap"], ".3f"), "mean top-2 gap of 1-dim SVM accuracies"
     if name == "likelihood":
         bpd = f"{r['iwae_bits_per_dim']:.3f} bits/dim" if r["iwae_bits_per_dim"] is not None else "no bits/dim"
-        return f"{r['iwae']:.1f}", f"IWAE nats/image (k={r['importance_samples']}); ELBO {r['elbo']:.1f}; {bpd}"
+        return _f(r["iwae"], ".1f"), f"IWAE nats/image (k={r['importance_samples']}); ELBO {_f(r['elbo'], '.1f')}; {bpd}"
     if name == "reconstruction":
-        bce = f", BCE {r['bce_per_pixel']:.4f}" if "bce_per_pixel" in r else ""
-        return f"{r['mse_per_pixel']:.4f}", f"MSE per pixel{bce}"
+        bce = f", BCE {_f(r['bce_per_pixel'], '.4f')}" if "bce_per_pixel" in r else ""
+        return _f(r["mse_per_pixel"], ".4f"), f"MSE per pixel{bce}"
     if name == "edits":
         flip = mean_flip_rate(r)
         return (f"{flip:.3f}" if flip is not None else "-"), (f"mean flip rate at a={r['alphas'][-1]:g} (mean vectors, "
                                                               f"{len(r['attributes'])} attributes)")
-    mean = r["mean_auc"]
-    return (f"{mean:.3f}" if mean is not None else "-"), f"mean probe ROC-AUC, {len(r['attributes'])} attributes"
+    if name == "probes":
+        return _f(r["mean_auc"], ".3f"), f"mean probe ROC-AUC, {len(r['attributes'])} attributes"
+    return "-", "a metric this version of LatentLab does not know"
+
+
+def _f(value, spec: str) -> str:
+    """`value` formatted with `spec`, or "-" for None (a score that was not finite)."""
+    return "-" if value is None else format(value, spec)

@@ -28,7 +28,7 @@ def export_weights(run: Run, dtype: str = "fp16") -> int:
 
 def prune_samples(run: Run) -> list[str]:
     """Delete every sample PNG but the last step's reconstructions and prior samples; returns the names removed."""
-    folder = run.path / "samples"
+    folder = run.folder("samples")  # a symbolic link in its place is refused: nothing outside the run is deleted
     found = [(m.group(1), int(m.group(2)), p) for p in folder.glob("*.png") if (m := SAMPLE.match(p.name))]
     last = {kind: max(step for k, step, _ in found if k == kind) for kind in {k for k, _, _ in found}}
     removed = []

@@ -5,21 +5,28 @@ checkpoints/<name>/
   metrics.jsonl            one JSON object per line: {"type": "train" | "val", "step", ...}
   status.json              {"state": running | finished | failed | cancelled, "pid", "pid_started", "host", "step",
                             "total_steps", "error", "updated", ...}; written by the trainer (and the job launcher)
-  checkpoint.safetensors   "model.*" weights + "optim.*" Adam state; metadata: step, format
+  checkpoint.safetensors   "model.*" weights + "optim.*" Adam state (+ "reg.<name>.*" weights and "regoptim.<name>.*"
+                           Adam state of a regulariser's own network, e.g. FactorVAE's discriminator); metadata:
+                           step, format
   samples/                 recon_<step>.png, prior_<step>.png
   encodings/               <dataset>-<split>.npz latent means (python -m core encode)
 """
 from __future__ import annotations
+import errno
 import json
 import os
+import secrets
+import shutil
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 import torch
+from torch import nn
 from safetensors import safe_open
 from safetensors.torch import save_file
-from core.config import RunConfig
-from core.fileio import atomic_path, locked, write_json
+from core.config import RUN_NAME, RunConfig
+from core.fileio import (Int, ListOf, Num, Obj, OneOf, Str, UntrustedFileError, atomic_path, check_inside, locked,
+                         open_append, read_json, read_json_lines, write_json)
 from core.models.vae import VAE
 from core.runs import process
 
@@ -38,8 +45,48 @@ STOPPED = ("the training process stopped without finishing (killed or crashed); 
            "resume it to continue from the last checkpoint")
 
 
+# A hidden folder in the runs folder that create_run fills before renaming it to the run's name; one left by a killed
+# process is ignored by every listing and removed by the next create_run once it is older than STALE_CREATING_S.
+CREATING = ".creating-"
+STALE_CREATING_S = 3600.0
+
+MAX_STEP = 10**12
+_NUMBER = Num()
+# One line of metrics.jsonl. "type" and "step" are needed; a field of the wrong type is dropped from the record, a
+# record without a valid type or step is skipped. Other fields (the file grows: each regulariser logs its own terms,
+# "clamp", "tc", "mi", ...) are kept when they are finite numbers or lists of them, and dropped otherwise.
+_NUMBERS = ListOf(_NUMBER, max_items=1 << 16)
+METRIC_RECORD = Obj({"type": Str(20), "step": Int(0, MAX_STEP), "epoch": Num(0), "loss": _NUMBER, "recon": _NUMBER,
+                     "kl": _NUMBER, "kl_dims": _NUMBERS, "beta": _NUMBER, "lr": _NUMBER, "images_per_s": Num(0),
+                     "wall": Num(0), "neg_elbo": _NUMBER},
+                    required=("type", "step"), extra=OneOf(_NUMBER, _NUMBERS), drop_invalid=True)
+# status.json (also a process record, core.runs.process.RECORD): "state" is needed; a known field of the wrong type
+# is dropped (a running record without a valid pid then reads as stopped), unknown fields are kept.
+STATUS = Obj({**process.RECORD.fields, "state": Str(20, choices=STATES), "step": Int(0, MAX_STEP),
+              "total_steps": Int(0, MAX_STEP), "device": Str(100), "error": Str(), "updated": Num()},
+             required=("state",), drop_invalid=True)
+MAX_STATUS_BYTES = 1 << 20
+
+
 class RunError(ValueError):
     """A run folder is missing, incomplete or holds something that does not match its config."""
+
+
+def find_run(runs_dir: str | Path, name: str) -> "Run":
+    """The run called `name` in `runs_dir`, as given on a command line (RUN): a valid run name (no '/', '..' or
+    absolute path), a real folder directly inside runs_dir (never a symbolic link, which could lead anywhere) holding
+    a config.json. RunError saying which rule failed otherwise."""
+    root = Path(runs_dir)
+    if not isinstance(name, str) or not RUN_NAME.fullmatch(name) or ".." in name:
+        raise RunError(f"{name!r} is not a run name: give the name of a folder in {root} (letters, digits, '_', '-', "
+                       "'.'; no '/' or '..'), as `python -m core runs` lists them")
+    path = root / name
+    if path.is_symlink():
+        raise RunError(f"{path} is a symbolic link: LatentLab uses only real run folders inside {root}; copy the run "
+                       "there instead of linking it")
+    if not path.is_dir() or not (path / "config.json").is_file():
+        raise RunError(f"no run {name!r} in {root} (`python -m core runs` lists them)")
+    return Run(path)
 
 
 def default_runs_dir() -> Path:
@@ -49,11 +96,15 @@ def default_runs_dir() -> Path:
 
 
 class Run:
+    """One run folder (see the module docstring): its config, metrics, status and checkpoint, read and written
+    through here. Nothing is cached, so what a page shows is what is on disk."""
+
     def __init__(self, path: str | Path):
         self.path = Path(path)
 
     @property
     def name(self) -> str:
+        """The folder's name, which is the run's name."""
         return self.path.name
 
     def __repr__(self) -> str:
@@ -62,32 +113,29 @@ class Run:
     # --- config -------------------------------------------------------------------------------
     @property
     def config(self) -> RunConfig:
+        """config.json, validated (ConfigError names the file; RunError when there is none)."""
         if not (self.path / "config.json").is_file():
             raise RunError(f"{self.path}: no config.json; is this a LatentLab run folder?")
         return RunConfig.load(self.path / "config.json")
 
     def write_config(self, config: RunConfig) -> None:
+        """Write config.json atomically."""
         write_json(self.path / "config.json", config.to_dict())
 
     # --- metrics ------------------------------------------------------------------------------
     def append_metrics(self, record: dict[str, Any]) -> None:
-        with open(self.path / "metrics.jsonl", "a") as f:
+        """Append one record as a line of metrics.jsonl (a torn last line is skipped by readers); never through a
+        symbolic link."""
+        with open_append(self.path / "metrics.jsonl") as f:
             f.write(json.dumps(record) + "\n")
 
     def metrics(self, kind: str | None = None) -> list[dict[str, Any]]:
-        """All metric records (optionally of one type). A torn or corrupt line is skipped, not fatal."""
-        path = self.path / "metrics.jsonl"
-        if not path.is_file():
-            return []
-        records = []
-        for line in path.read_text(errors="replace").splitlines():
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError:
-                continue
-            if isinstance(rec, dict) and (kind is None or rec.get("type") == kind):
-                records.append(rec)
-        return records
+        """All metric records (optionally of one type), checked against METRIC_RECORD: a torn, corrupt or
+        mistyped line is skipped, a mistyped field dropped, never fatal (core.fileio.read_json_lines). A file that
+        cannot be read at all (a link, no permission) is an UntrustedFileError."""
+        records = read_json_lines(self.path / "metrics.jsonl", METRIC_RECORD,
+                                  fix="make it a readable file, or delete it (the loss history is lost, not the weights)")
+        return [r for r in records if kind is None or r["type"] == kind]
 
     def truncate_metrics(self, step: int) -> None:
         """Drop records past `step` (written after the last checkpoint of a run that is being resumed)."""
@@ -143,13 +191,13 @@ class Run:
         self.write_status("running", pid=os.getpid(), **{k: status[k] for k in ("step", "total_steps") if k in status})
 
     def _recorded_status(self) -> dict[str, Any]:
-        """status.json as written, or {"state": "unknown"} if it is missing, unreadable or not a status."""
+        """status.json as written (cleaned by STATUS), or {"state": "unknown"} if it is missing, unreadable or not
+        a status."""
         try:
-            status = json.loads((self.path / "status.json").read_text())
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+            status = read_json(self.path / "status.json", STATUS, max_bytes=MAX_STATUS_BYTES)
+        except UntrustedFileError:
             return {"state": "unknown"}
-        if not isinstance(status, dict) or status.get("state") not in STATES:
-            return {"state": "unknown"}
+        status.pop("elsewhere", None)  # derived by status(), never taken from the file
         return status
 
     def remove_partial_writes(self) -> None:
@@ -159,20 +207,39 @@ class Run:
             for tmp in self.path.glob(pattern):
                 tmp.unlink(missing_ok=True)
 
+    def folder(self, name: str) -> Path:
+        """RUN/<name> (samples, encodings, embeddings), created if absent, for writing: refused (UntrustedFileError)
+        when it is a symbolic link or otherwise resolves outside the run folder."""
+        path = self.path / name
+        if not path.is_symlink():
+            path.mkdir(exist_ok=True)
+        check_inside(path / "x", self.path)
+        return path
+
     # --- checkpoints --------------------------------------------------------------------------
     @property
     def checkpoint_path(self) -> Path:
+        """Where the weights (and Adam state) live: checkpoint.safetensors."""
         return self.path / CHECKPOINT
 
     def save_checkpoint(self, model: VAE, optimizer: torch.optim.Optimizer | None, step: int,
-                        dtype: torch.dtype | None = None) -> None:
+                        dtype: torch.dtype | None = None, extra: Mapping[str, nn.Module] | None = None,
+                        extra_optimizers: Mapping[str, torch.optim.Optimizer] | None = None) -> None:
+        """Write weights (cast to `dtype` if given), the optimizer state if given, and `step`, atomically. `extra`:
+        more modules by name (a regulariser's own network), saved in fp32 as "reg.<name>.*", and `extra_optimizers`
+        their optimizers' state, as "regoptim.<name>.*"."""
         tensors = {f"model.{k}": _cpu(v, dtype) for k, v in model.state_dict().items()}
         if optimizer is not None:
             tensors.update(_flatten_optimizer(optimizer))
+        for name, module in (extra or {}).items():
+            tensors.update({f"reg.{name}.{k}": _cpu(v, None) for k, v in module.state_dict().items()})
+        for name, extra_optimizer in (extra_optimizers or {}).items():
+            tensors.update(_flatten_optimizer(extra_optimizer, f"regoptim.{name}."))
         with atomic_path(self.checkpoint_path) as tmp:
             save_file(tensors, str(tmp), metadata={"format": FORMAT, "step": str(step)})
 
     def checkpoint_step(self) -> int:
+        """The training step the checkpoint was saved at."""
         with self._open() as f:
             return int(f.metadata()["step"])
 
@@ -186,9 +253,32 @@ class Run:
         return model.to(device).eval()
 
     def load_optimizer(self, optimizer: torch.optim.Optimizer) -> None:
+        """Load the checkpoint's Adam state into `optimizer` (nothing for a weights-only export)."""
         with self._open() as f:
             tensors = {k: f.get_tensor(k) for k in f.keys() if k.startswith("optim.")}
         _unflatten_optimizer(optimizer, tensors)
+
+    def load_extra(self, modules: Mapping[str, nn.Module],
+                   optimizers: Mapping[str, torch.optim.Optimizer] | None = None) -> list[str]:
+        """Load what save_checkpoint(extra=, extra_optimizers=) wrote into `modules` and `optimizers` (by name);
+        the names of modules with weights that the checkpoint lacks (one saved before they existed, or an export),
+        which keep their current state. RunError when saved weights do not fit."""
+        with self._open() as f:
+            keys = list(f.keys())
+            missing = []
+            for name, module in modules.items():
+                prefix = f"reg.{name}."
+                state = {k[len(prefix):]: f.get_tensor(k) for k in keys if k.startswith(prefix)}
+                if not state:
+                    missing += [name] if module.state_dict() else []
+                    continue
+                module.load_state_dict(check_state(module, state, self.checkpoint_path))
+            for name, optimizer in (optimizers or {}).items():
+                if name in missing:
+                    continue
+                prefix = f"regoptim.{name}."
+                _unflatten_optimizer(optimizer, {k: f.get_tensor(k) for k in keys if k.startswith(prefix)}, prefix)
+        return missing
 
     def _open(self):
         if not self.checkpoint_path.is_file():
@@ -231,12 +321,22 @@ def check_state(model: VAE, state: dict[str, Any], source: Path) -> dict[str, to
 
 
 def list_runs(runs_dir: str | Path | None = None) -> list[Run]:
-    """Run folders (those with a config.json), newest first."""
+    """Run folders (those with a config.json), newest first. Hidden folders (a run being created) and symbolic links
+    (find_run refuses them) are not runs."""
     root = Path(runs_dir) if runs_dir else default_runs_dir()
     if not root.is_dir():
         return []
-    runs = [Run(p) for p in root.iterdir() if (p / "config.json").is_file()]
-    return sorted(runs, key=lambda r: (r.path / "config.json").stat().st_mtime, reverse=True)
+    runs = [Run(p) for p in root.iterdir()
+            if not p.name.startswith(".") and not p.is_symlink() and (p / "config.json").is_file()]
+    return sorted(runs, key=lambda r: _mtime(r.path / "config.json"), reverse=True)
+
+
+def _mtime(path: Path) -> float:
+    """The file's modification time; 0 when it has gone (a run deleted while it is listed)."""
+    try:
+        return path.stat().st_mtime
+    except OSError:
+        return 0.0
 
 
 def _cpu(t: torch.Tensor, dtype: torch.dtype | None) -> torch.Tensor:
@@ -244,34 +344,62 @@ def _cpu(t: torch.Tensor, dtype: torch.dtype | None) -> torch.Tensor:
     return (t.to(dtype) if dtype is not None and t.is_floating_point() else t).contiguous()
 
 
-def _flatten_optimizer(optimizer: torch.optim.Optimizer) -> dict[str, torch.Tensor]:
-    """Adam-style state as flat tensors: optim.<param index>.<name>; hyper-parameters stay in config."""
+def _flatten_optimizer(optimizer: torch.optim.Optimizer, prefix: str = "optim.") -> dict[str, torch.Tensor]:
+    """Adam-style state as flat tensors: <prefix><param index>.<name>; hyper-parameters stay in config."""
     out = {}
     for i, state in optimizer.state_dict()["state"].items():
         for name, value in state.items():
-            out[f"optim.{i}.{name}"] = _cpu(torch.as_tensor(value), None)
+            out[f"{prefix}{i}.{name}"] = _cpu(torch.as_tensor(value), None)
     return out
 
 
-def _unflatten_optimizer(optimizer: torch.optim.Optimizer, tensors: dict[str, torch.Tensor]) -> None:
+def _unflatten_optimizer(optimizer: torch.optim.Optimizer, tensors: dict[str, torch.Tensor],
+                         prefix: str = "optim.") -> None:
     sd = optimizer.state_dict()
     state: dict[int, dict[str, torch.Tensor]] = {}
     for key, value in tensors.items():
-        _, i, name = key.split(".", 2)
+        i, name = key[len(prefix):].split(".", 1)
         state.setdefault(int(i), {})[name] = value
     sd["state"] = state
     optimizer.load_state_dict(sd)
 
 
 def create_run(config: RunConfig, runs_dir: Path | None = None) -> Run:
-    """Make the run folder; refuses an existing name (mkdir is atomic, so two launches cannot share one)."""
+    """Make the run folder with its config.json, atomically: the config is written into a hidden folder
+    (CREATING...) that is then renamed to the run's name, so a kill at any moment leaves no run or a complete one,
+    never a name that can be neither resumed nor reused. Refuses an existing name; of two simultaneous launches of
+    one name exactly one wins (the other's rename fails). Hidden folders left by killed launches are removed once
+    they are older than STALE_CREATING_S."""
     config.validate()
     root = Path(runs_dir) if runs_dir else default_runs_dir()
     root.mkdir(parents=True, exist_ok=True)
+    _remove_stale_creations(root)
     run = Run(root / config.name)
+    taken = RunError(f"run {config.name!r} already exists in {root}: pick another --name, or --resume it")
+    if run.path.exists() or run.path.is_symlink():
+        raise taken
+    tmp = root / f"{CREATING}{config.name}-{os.getpid()}-{secrets.token_hex(4)}"
+    tmp.mkdir()
     try:
-        run.path.mkdir()
-    except FileExistsError:
-        raise RunError(f"run {config.name!r} already exists in {root}: pick another --name, or --resume it") from None
-    run.write_config(config)
+        Run(tmp).write_config(config)
+        try:
+            os.rename(tmp, run.path)
+        except OSError as e:
+            if e.errno in (errno.EEXIST, errno.ENOTEMPTY, errno.ENOTDIR, errno.EISDIR):
+                raise taken from None
+            raise
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     return run
+
+
+def _remove_stale_creations(root: Path) -> None:
+    """Delete the hidden CREATING folders of launches killed more than STALE_CREATING_S ago (never a link)."""
+    now = time.time()
+    for path in root.glob(CREATING + "*"):
+        try:
+            if path.is_dir() and not path.is_symlink() and now - path.stat().st_mtime > STALE_CREATING_S:
+                shutil.rmtree(path, ignore_errors=True)
+        except OSError:
+            pass  # another launch removed it first

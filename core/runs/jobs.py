@@ -3,7 +3,7 @@
 A job is `python -m core --runs-dir DIR train --resume NAME` in its own session, so it outlives page reloads
 and restarts of the Streamlit server. Everything about a job lives in its run folder:
 
-  config.json   written here, before the process starts (the atomic mkdir reserves the name)
+  config.json   written here, before the process starts (create_run's atomic rename reserves the name)
   status.json   state, pid, its start time and host (written here at start, through core.runs.process, then by the
                 trainer); reading it never writes it: a run whose process is gone reads as failed
   metrics.jsonl progress: the step, images/s and losses of the last logging interval
@@ -14,7 +14,6 @@ before anything is started, so bad input never leaves a half-made run behind.
 """
 from __future__ import annotations
 
-import json
 import os
 import sys
 import time
@@ -24,7 +23,8 @@ from pathlib import Path
 from core.config import ConfigError, DataConfig, RunConfig
 from core.data import DataError
 from core.runs import process
-from core.runs.folder import Run, RunError, default_runs_dir
+from core.fileio import UntrustedFileError, read_json_lines
+from core.runs.folder import METRIC_RECORD, Run, RunError, default_runs_dir
 from core.runs.folder import create_run
 from core.device import pick_device
 
@@ -34,6 +34,8 @@ TAIL_BYTES = 65536  # enough for the last few metric records however long the ru
 
 @dataclass(frozen=True)
 class Progress:
+    """Where a run stands, for the Train page's job panel and the run tables."""
+
     # running | finished | failed | cancelled | unknown, or elsewhere: running on another machine as far as its
     # status says (it cannot be checked or cancelled from here). A run whose process is gone reads as failed.
     state: str
@@ -46,6 +48,7 @@ class Progress:
 
     @property
     def fraction(self) -> float:
+        """Steps done out of the total, 0 to 1."""
         return min(1.0, self.step / self.total) if self.total else 0.0
 
 
@@ -185,17 +188,11 @@ def read_tail(path: Path) -> str:
 
 
 def _last_train_records(run: Run) -> list[dict]:
-    """The train records at the end of metrics.jsonl, without reading a long run's whole file."""
-    path = run.path / "metrics.jsonl"
-    if not path.is_file():
+    """The train records at the end of metrics.jsonl, without reading a long run's whole file: the lines of its
+    last TAIL_BYTES through core.fileio with Run.metrics' schema (bad lines skipped, mistyped fields dropped)."""
+    try:
+        records = read_json_lines(run.path / "metrics.jsonl", METRIC_RECORD, tail_bytes=TAIL_BYTES)
+    except UntrustedFileError:  # not a readable file: no progress to show from it
         return []
-    records = []
-    for line in read_tail(path).splitlines():
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        if isinstance(record, dict) and record.get("type") == "train":
-            records.append(record)
-    return records
+    return [r for r in records if r["type"] == "train"]
 

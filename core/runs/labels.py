@@ -13,11 +13,15 @@ import json
 import time
 from dataclasses import asdict, dataclass
 
-from core.fileio import locked, write_json
+from core.fileio import Bool, MapOf, Num, Obj, Str, UntrustedFileError, locked, read_json, write_json
 from core.runs.folder import Run
 
 FILE = "labels.json"
 MAX_TEXT = 500
+# labels.json: {"dims": {"<dim>": {"label": str, "meaningful": bool, "note": str}}, "updated": number}
+LABELS = Obj({"dims": MapOf(Obj({"label": Str(), "meaningful": Bool(), "note": Str()}),
+                            key=Str(6, pattern=r"[0-9]{1,6}")),
+              "updated": Num()}, required=("dims",))
 
 
 class LabelError(ValueError):
@@ -34,25 +38,16 @@ class DimLabel:
 
 
 def load_labels(run: Run) -> dict[int, DimLabel]:
-    """Labels by dim. A missing file means no labels; a corrupt one is reported, never silently replaced."""
-    path = run.path / FILE
-    if not path.is_file():
-        return {}
+    """Labels by dim. A missing file means no labels; a corrupt one is reported (LabelError naming the file, what is
+    wrong and the fix: core.fileio's reader with the LABELS schema), never silently replaced."""
     try:
-        data = json.loads(path.read_text())
-        dims = data["dims"]
-        return {int(d): _parse(v) for d, v in dims.items()}
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError) as e:
-        raise LabelError(f"{path}: unreadable labels file ({type(e).__name__}: {e}); fix or delete it") from None
-
-
-def _parse(value) -> DimLabel:
-    if not isinstance(value, dict):
-        raise TypeError("each dim's entry must be an object")
-    label, meaningful, note = value.get("label", ""), value.get("meaningful", False), value.get("note", "")
-    if not isinstance(label, str) or not isinstance(note, str) or not isinstance(meaningful, bool):
-        raise TypeError("label and note must be strings, meaningful a boolean")
-    return DimLabel(label[:MAX_TEXT], meaningful, note[:MAX_TEXT])
+        data = read_json(run.path / FILE, LABELS, missing=None, fix="fix or delete it")
+    except UntrustedFileError as e:
+        raise LabelError(str(e)) from None
+    if data is None:
+        return {}
+    return {int(d): DimLabel(v.get("label", "")[:MAX_TEXT], v.get("meaningful", False), v.get("note", "")[:MAX_TEXT])
+            for d, v in data["dims"].items()}
 
 
 def save_label(run: Run, dim: int, label: DimLabel) -> dict[int, DimLabel]:

@@ -25,11 +25,16 @@ import time
 from pathlib import Path
 from typing import Any
 
-from core.fileio import write_json
+from core.fileio import Int, ListOf, Nullable, Num, Obj, Str, UntrustedFileError, open_append, read_json, write_json
 
 ROOT = Path(__file__).resolve().parents[2]  # the repository root: where `core` is imported from
 ALIVE, DEAD, UNKNOWN = "alive", "dead", "unknown"
 HAS_PROC = os.path.isdir("/proc/self")
+# What a record's fields must be when present (core.fileio schema): a mistyped field is dropped (a record without a
+# valid pid and start time names no live process of ours); other fields are the caller's.
+RECORD = Obj({"pid": Int(1, 2**31 - 1), "pid_started": Nullable(Int(0, 2**63)), "host": Nullable(Str(255)),
+              "command": ListOf(Str(10_000), max_items=1000), "started": Num(0)}, drop_invalid=True)
+MAX_RECORD_BYTES = 1 << 20
 
 
 def child_env(**extra: str) -> dict[str, str]:
@@ -48,7 +53,9 @@ def start(command: list[str], record: Path, log: Path, *, append: bool = True, e
     `record` gets {**fields, pid, pid_started, host, command, started}. A daemon thread reaps the process when it
     ends, so it never lingers as a zombie. Raises OSError when it cannot be started or recorded (nothing is left
     running then)."""
-    with open(log, "a" if append else "w") as out:
+    if not append:
+        Path(log).unlink(missing_ok=True)  # truncate by replacing: never write through a link planted as the log
+    with open_append(log) as out:
         process = subprocess.Popen(command, env=child_env() if env is None else env, stdin=subprocess.DEVNULL,
                                    stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     entry = {**(fields or {}), **identity(process.pid), "command": list(command), "started": time.time()}
@@ -60,6 +67,15 @@ def start(command: list[str], record: Path, log: Path, *, append: bool = True, e
         raise
     threading.Thread(target=process.wait, daemon=True).start()
     return entry
+
+
+def read_record(path: Path, fields: Obj | None = None) -> dict[str, Any] | None:
+    """The process record in file `path` (cleaned by RECORD, or by `fields`, a schema that extends it), or None
+    when it is missing, unreadable or not an object: a record we cannot read names no process of ours."""
+    try:
+        return read_json(path, fields or RECORD, max_bytes=MAX_RECORD_BYTES)
+    except UntrustedFileError:
+        return None
 
 
 def identity(pid: Any) -> dict[str, Any]:
@@ -98,7 +114,7 @@ def liveness(record: Any) -> str:
         return ALIVE  # no /proc: trust the signal check
     fields = _proc_stat(pid)
     # gone since the signal check, a zombie (ended, not yet reaped), or a reused pid
-    if fields is None or fields[0] == "Z" or started is None or int(fields[19]) != started:
+    if fields is None or fields[0] == "Z" or not isinstance(started, int) or int(fields[19]) != started:
         return DEAD
     return ALIVE
 

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from core.config import ConfigError
+from core.fileio import UntrustedFileError
 from core.runs.jobs import progress
 from core.runs.folder import Run, RunError, default_runs_dir
 
@@ -19,10 +20,12 @@ STATE_NOTE = {"unknown": "no status", "elsewhere": "running elsewhere"}
 
 @dataclass(frozen=True)
 class RunSummary:
+    """One row of the run tables (Home, `python -m core runs`): what a run is and how far it got."""
+
     name: str
     path: Path
     created: float | None  # seconds since the epoch
-    model: str | None = None
+    model: str | None = None  # the family's title (core.models.family)
     beta: float | None = None
     dataset: str | None = None
     step: int = 0
@@ -38,18 +41,28 @@ class RunSummary:
 
 
 def summarize(run: Run) -> RunSummary:
+    """The summary of one run folder; a broken folder (a damaged or missing config, status, metrics or checkpoint, a
+    symbolic link, a folder it may not read) gives a summary with `problem` set, never an exception."""
     created = _created(run.path)
+    if run.path.is_symlink():
+        return RunSummary(run.name, run.path, created, problem="a symbolic link, not a run folder: LatentLab does not "
+                                                               "follow links out of the runs folder; copy the run here")
     try:
-        config = run.config
-    except (ConfigError, RunError) as e:
+        return _summarize(run, created)
+    except (ConfigError, RunError, UntrustedFileError, OSError) as e:
         return RunSummary(run.name, run.path, created, problem=str(e))
+
+
+def _summarize(run: Run, created: float | None) -> RunSummary:
+    config = run.config
     where = progress(run)
-    train = run.metrics("train")
-    val = run.metrics("val")
+    records = run.metrics()
+    train = [r for r in records if r["type"] == "train"]
+    val = [r for r in records if r["type"] == "val"]
     last = train[-1] if train else {}
     has_checkpoint = run.checkpoint_path.is_file()
     return RunSummary(
-        run.name, run.path, created, config.model, config.loss.beta, config.data.dataset,
+        run.name, run.path, created, config.family.title, config.loss.beta, config.data.dataset,
         step=where.step, total_steps=where.total, epochs=_number(last.get("epoch")), loss=_number(last.get("loss")),
         recon=_number(last.get("recon")), kl=_number(last.get("kl")),
         val_neg_elbo=_number(val[-1].get("neg_elbo")) if val else None,
