@@ -39,7 +39,7 @@ def in_fresh_process(code: str) -> list[float]:
 
 def encode_10k(run_path: Path) -> tuple[float, float]:
     """Encoding 10,000 test images in a fresh process, model loaded: (rendering + encoding, rendering alone)."""
-    code = ("import time; from core.runs import Run; from core.data import load_dataset; from core.encode import encode; "
+    code = ("import time; from core.runs.folder import Run; from core.data import load_dataset; from core.explore.encode import encode; "
             f"run = Run({str(run_path)!r}); model = run.load_model(); data = load_dataset(run.config.data); "
             "index = data.indices('test')[:10000]; encode(model, data, index[:512]); "
             "t = time.perf_counter(); encode(model, data, index); total = time.perf_counter() - t; "
@@ -51,7 +51,7 @@ def encode_10k(run_path: Path) -> tuple[float, float]:
 
 def grid_cold_and_warm(run_path: Path) -> tuple[float, float]:
     """First 64x9 grid decode in a fresh process (model load included), then the same page rerun from cache."""
-    code = ("import time, numpy as np; from core.runs import Run; from core.traverse import *; "
+    code = ("import time, numpy as np; from core.runs.folder import Run; from core.explore.traverse import *; "
             f"run = Run({str(run_path)!r}); t = time.perf_counter(); model = run.load_model(); "
             "D = model.latent_dim; lo, hi = dim_ranges('prior', D); "
             "decode_grid(model, traversal_values(np.zeros(D, np.float32), list(range(D)), 9, lo, hi)); "

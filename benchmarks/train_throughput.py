@@ -7,8 +7,8 @@ then end to end with the real data path.
 Each speed-up is tried on top of the best setup so far and kept only if it was faster (bf16 autocast on a
 CPU without bf16 matmul units is usually slower). On CUDA the candidates are bf16 autocast, channels_last,
 fused Adam, torch.compile and a larger batch; on CPU channels_last, bf16 autocast and a larger batch.
-The speed-ups are core.speed's, the ones the trainer uses. End to end runs core.train.Trainer's own step
-with its data feed (core.feed: resident on the GPU when the data fits, else streamed with read-ahead) on
+The speed-ups are core.training.speed's, the ones the trainer uses. End to end runs the Trainer's own step
+with its data feed (core.training.feed: resident on the GPU when the data fits, else streamed with read-ahead) on
 SynthFaces and on a uint8 image cache the size of CelebA's train split (--cache-images, default 162,770 on
 CUDA; small on CPU); one epoch of that cache takes 162,770 / images/s seconds, and `--epoch` trains one with the
 same trainer, timed wall to wall, and counts the torch.compile graphs its step compiled (when compiled). Each row
@@ -241,7 +241,7 @@ def progress(row: Row) -> Row:
 
 def end_to_end(preset: str, what: str, arch: ArchConfig, setup: Setup, device: torch.device, data,
                a: argparse.Namespace, per_image: float, peak: float, epoch: bool = False) -> Row:
-    """core.train.Trainer's own step with its own data feed (resident on CUDA when the data fits). With `epoch`,
+    """core.training.loop.Trainer's own step with its own data feed (resident on CUDA when the data fits). With `epoch`,
     the same trainer then trains one whole epoch of `data`, timed, and counts its torch.compile graphs."""
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)

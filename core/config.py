@@ -21,6 +21,7 @@ from typing import Any, Iterator
 from core.models.family import FAMILIES, Family
 from core.models.networks import MAX_CHANNELS, PRESETS, ArchConfig
 from core.objectives.likelihoods import LIKELIHOODS
+from core.fileio import UntrustedFileError, read_json
 from core.settings import ConfigError, Setting, check_section, from_plain, setting, settings_of
 
 __all__ = ["ArchConfig", "ConfigError", "DataConfig", "LossConfig", "ModVAEConfig", "PRESETS", "RunConfig",
@@ -30,6 +31,8 @@ DATASETS = ("synthfaces", "dsprites", "celeba", "lfw", "folder")
 RUN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
 MAX_STEPS = 10**9
 MAX_SEED = 2**32 - 1
+MAX_CONFIG_BYTES = 1 << 20
+DEVICE_PATTERN = r"auto|cpu|mps|cuda(:[0-9]{1,4})?"  # train.device; core.device checks it exists
 
 
 @dataclass
@@ -50,6 +53,34 @@ class LossConfig:
     capacity_gamma: float = setting(100.0, "weight of |KL - capacity|", label="Capacity γ", low=0, high=1e6)
     clamp_weight: float = setting(1.0, "ModVAE: weight of the MSE pulling clamped dims to their group mean",
                                   label="Clamp weight", low=0, high=1e6)
+    # β-TCVAE (Chen et al. 2018): the KL split into three terms, each weighted
+    tc_alpha: float = setting(1.0, "β-TCVAE: weight α of the index-code mutual information I(x; z)",
+                              label="α (mutual information)", low=0, high=1000, step=0.5)
+    tc_beta: float = setting(6.0, "β-TCVAE: weight β of the total correlation of q(z)", label="β (total correlation)",
+                             low=0, high=1000, step=1)
+    tc_gamma: float = setting(1.0, "β-TCVAE: weight γ of the dimension-wise KL to the prior",
+                              label="γ (dimension-wise KL)", low=0, high=1000, step=0.5)
+    # mss by default: unbiased for q(z), so the logged terms are on their true scale; mws, the paper's lower bound,
+    # shifts the logged TC by about (latent dims - 1) * log(data set size) (core.objectives.tc)
+    tc_sampling: str = setting("mss", "β-TCVAE: estimator of q(z) from the minibatch: mss (minibatch-stratified, "
+                                      "unbiased) or mws (minibatch-weighted, a lower bound whose logged terms carry "
+                                      "a constant offset)", label="q(z) estimator", choices=("mss", "mws"))
+    # FactorVAE (Kim & Mnih 2018): a discriminator estimates the total correlation
+    factor_gamma: float = setting(10.0, "FactorVAE: weight γ of the discriminator's total-correlation estimate",
+                                  label="γ (total correlation)", low=0, high=1e4, step=1)
+    factor_disc_width: int = setting(256, "FactorVAE: units per hidden layer of the discriminator (paper: 1000)",
+                                     label="Discriminator width", low=1, high=16384)
+    factor_disc_layers: int = setting(4, "FactorVAE: hidden layers of the discriminator (paper: 6)",
+                                      label="Discriminator layers", low=1, high=64)
+    factor_disc_lr: float = setting(1e-4, "FactorVAE: the discriminator's Adam learning rate (paper: 1e-4)",
+                                    label="Discriminator learning rate", low=1e-8, high=1.0)
+    # DIP-VAE (Kumar et al. 2018): a covariance of the codes pulled to the identity
+    dip_lambda_od: float = setting(10.0, "DIP-VAE: weight λ_od of the squared off-diagonal covariance entries",
+                                   label="λ_od (off-diagonal)", low=0, high=1e6, step=1)
+    dip_lambda_d: float | None = setting(None, "DIP-VAE: weight λ_d of the squared distance of the covariance's "
+                                               "diagonal to 1 (default: the family's, 10 λ_od for DIP-VAE-I and λ_od "
+                                               "for DIP-VAE-II, as in the paper)",
+                                         label="λ_d (diagonal)", low=0, high=1e6, step=1)
 
 
 @dataclass
@@ -84,19 +115,24 @@ class TrainConfig:
     # 1e-3 diverged in 6,000-step VAE and ModVAE runs on SynthFaces; 5e-4 ran clean (benchmarks/RESULTS.md)
     lr: float = setting(5e-4, "Adam learning rate", label="Learning rate", low=1e-8, high=1.0)
     seed: int = setting(0, "seed of the weights, batches and sampling noise", label="Seed", low=0, high=MAX_SEED)
-    device: str = setting("auto", "auto (CUDA if present), cpu, cuda, cuda:1, ...", label="Device")
+    device: str = setting("auto", "auto (CUDA if present), cpu, cuda, cuda:1, ..., mps", label="Device",
+                          pattern=DEVICE_PATTERN, forms="auto, cpu, cuda, cuda:N (N = 0, 1, ...) or mps")
     log_every: int = setting(10, "steps between logged training losses", label="Log every", low=1, high=MAX_STEPS)
     val_every: int = setting(0, "steps between validations (0: at the end of every epoch)", label="Validate every",
                              low=0, high=MAX_STEPS)
     val_images: int = setting(512, "held-out images per validation", label="Validation images", low=1, high=100_000)
     checkpoint_every: int = setting(500, "steps between checkpoints", label="Checkpoint every", low=1, high=MAX_STEPS)
     sample_every: int = setting(500, "steps between sample pictures", label="Samples every", low=1, high=MAX_STEPS)
-    threads: int = setting(0, "CPU threads (0: PyTorch's default)", label="CPU threads", low=0, high=1024)
+    threads: int = setting(0, "CPU threads (0: chosen from the machine's load and re-checked while training)",
+                           label="CPU threads", low=0, high=1024)
     # step speed-ups (core.training.speed): auto = fast on CUDA, plain on CPU
     mode: str = setting("auto", "step speed-ups: auto (fast on CUDA), fast or plain", label="Speed-ups",
                         choices=("auto", "fast", "plain"), flag=None)
     compile: bool = setting(False, "torch.compile the network (about a minute up front)", label="Compile")
 
+
+# The optional loss settings' values for families that give none (the family-dependent ones are None by default).
+PLAIN_LOSS = {"beta": 1.0, "warmup_steps": 0, "dip_lambda_d": 100.0}
 
 SECTIONS = {"arch": ArchConfig, "loss": LossConfig, "modvae": ModVAEConfig, "data": DataConfig, "train": TrainConfig}
 
@@ -122,10 +158,9 @@ class RunConfig:
                 if getattr(getattr(self, section), name) is None:
                     setattr(getattr(self, section), name, value)
         # a family that sets no value for an optional number leaves the plain default
-        if self.loss.beta is None:
-            self.loss.beta = 1.0
-        if self.loss.warmup_steps is None:
-            self.loss.warmup_steps = 0
+        for name, value in PLAIN_LOSS.items():
+            if getattr(self.loss, name) is None:
+                setattr(self.loss, name, value)
 
     @property
     def family(self) -> Family:
@@ -166,8 +201,22 @@ class RunConfig:
         if len(channels) != 4 or not all(isinstance(c, int) and 0 < c <= MAX_CHANNELS for c in channels):
             raise ConfigError(f"arch.channels = {list(channels)!r}: need 4 channel counts from 1 to {MAX_CHANNELS} "
                               "(64 -> 4 px in four stride-2 steps)")
+        if "arch.perspective_dim" in self.family.settings and self.arch.perspective_dim >= self.arch.latent_dim:
+            raise ConfigError(f"arch.perspective_dim = {self.arch.perspective_dim}: must be below arch.latent_dim = "
+                              f"{self.arch.latent_dim}, whose other dims are the appearance code (--perspective-dim)")
+        batch, group = self.train.batch_size, self.modvae.group_size
+        if self.family.grouped and batch > group and batch % group:
+            raise ConfigError(f"train.batch_size = {batch}: {self.model} batches are made of whole groups of "
+                              f"modvae.group_size = {group} images; use --batch-size {batch // group * group} or "
+                              f"{(batch // group + 1) * group}, or another --group-size")
         if self.data.dataset not in ("synthfaces", "dsprites") and not self.data.root:
             raise ConfigError(f"dataset {self.data.dataset!r} needs --data-root pointing at its folder")
+        if self.arch.cond_dim and not self.family.conditional:
+            raise ConfigError(f"arch.cond_dim = {self.arch.cond_dim}: only a conditional model family (cvae) takes "
+                              f"attributes as a condition; model {self.model!r} does not, so leave it at 0")
+        if self.family.conditional and self.data.dataset == "folder" and not self.data.attributes_csv:
+            raise ConfigError(f"model {self.model!r} is conditioned on the data set's binary attributes, and an image "
+                              "folder has none without --attributes-csv: give one, or pick another model")
         return self
 
     def to_dict(self) -> dict[str, Any]:
@@ -186,10 +235,12 @@ class RunConfig:
     @classmethod
     def load(cls, path: Path) -> "RunConfig":
         """Read and validate a config.json; ConfigError names the file."""
-        try:
-            data = json.loads(Path(path).read_text())
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError, ValueError) as e:
-            raise ConfigError(f"{path}: not a readable JSON config ({e})") from None
+        try:  # size, depth, number and UTF-8 limits: core.fileio; the fields are checked by from_dict below
+            data = read_json(path, max_bytes=MAX_CONFIG_BYTES, finite=False,  # validate() names a non-finite setting
+                             fix="fix it (python -m core train --help lists every setting) or copy a config.json "
+                                 "from another run")
+        except UntrustedFileError as e:
+            raise ConfigError(str(e)) from None
         try:
             return cls.from_dict(data)
         except ConfigError as e:

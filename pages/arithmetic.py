@@ -3,9 +3,10 @@ import numpy as np
 import streamlit as st
 
 from core.explore.arithmetic import VectorError, VectorSpec, build_vector, column, edit, preset_attribute, separation_auc, strata, strongest_dims
+from core.explore.condition import attribute_column, condition_edit, face_conditions, reconstruct
 from core.runs.labels import LabelError, dim_name, load_labels
-from dashboard.common import (decode_codes, encode_faces, load_data_or_none, load_encodings, pick_faces, pick_run,
-                              show_grid, show_strip, user_errors)
+from dashboard.common import (decode_codes, encode_faces, load_data_or_none, load_encodings, load_model, md,
+                              pick_faces, pick_run, plain, say, show_grid, show_strip, user_errors)
 
 LIMITS = {"2,000": 2000, "5,000": 5000, "20,000": 20000, "whole split": None}
 
@@ -23,8 +24,9 @@ if dataset is None:
     st.stop()
 names = list(dataset.attributes.names)
 if not names:
-    st.info(f"The {run.config.data.dataset} data set of run {run.name!r} has no attributes, so there is nothing to "
-            "compute vectors for (an image folder takes them from `--attributes-csv`).")
+    say("info", "The {dataset} data set of run {name!r} has no attributes, so there is nothing to compute vectors "
+                "for (an image folder takes them from `--attributes-csv`).", dataset=run.config.data.dataset,
+        name=run.name)
     st.stop()
 
 # --- the attribute ---------------------------------------------------------------------------------
@@ -39,10 +41,10 @@ def choose(name: str) -> None:
 
 left, middle, right = st.columns([1, 1, 4], vertical_alignment="bottom")
 left.button("Smile", icon=":material/sentiment_satisfied:", on_click=choose, args=(smile,), disabled=smile is None,
-            width="stretch", help="Smiling" if smile else "this data set has no Smiling attribute")
-middle.button(glasses or "Glasses", icon=":material/eyeglasses:", on_click=choose, args=(glasses,),
+            width="stretch", help=plain(smile) if smile else "this data set has no Smiling attribute")
+middle.button(plain(glasses or "Glasses"), icon=":material/eyeglasses:", on_click=choose, args=(glasses,),
               disabled=glasses is None, width="stretch",
-              help=glasses or "this data set has no Sunglasses or Eyeglasses attribute")
+              help=plain(glasses) if glasses else "this data set has no Sunglasses or Eyeglasses attribute")
 attribute = right.selectbox("Attribute", names, key="arith_attribute")
 
 with st.expander("Vector options: balancing, conditioning, how many faces"):
@@ -90,15 +92,15 @@ m1, m2, m3, m4 = st.columns(4)
 m1.metric("Train faces with", f"{int(train_labels.sum()):,}")
 m2.metric("Train faces without", f"{int((~train_labels).sum()):,}")
 m3.metric("ROC-AUC of z·ΔZ (held-out)", "n/a" if auc is None else f"{auc:.3f}",
-          help=why_no_auc or f"on {len(test_labels):,} test faces: {int(test_labels.sum()):,} with, "
-                             f"{int((~test_labels).sum()):,} without")
+          help=plain(why_no_auc) if why_no_auc else
+          f"on {len(test_labels):,} test faces: {int(test_labels.sum()):,} with, {int((~test_labels).sum()):,} without")
 m4.metric("|ΔZ|", f"{np.linalg.norm(delta):.3g}")
 try:
     labels = load_labels(run)
 except LabelError as e:
-    st.warning(str(e))
+    st.warning(plain(e))
     labels = {}
-st.caption("Largest components of ΔZ: " + ", ".join(f"{dim_name(d, labels)} ({v:+.2f})"
+st.caption("Largest components of ΔZ: " + ", ".join(md("{dim} ({v:+.2f})", dim=dim_name(d, labels), v=v)
                                                     for d, v in strongest_dims(delta)))
 if spec.method == "balanced":
     with st.expander("Strata used for balancing"):
@@ -107,16 +109,47 @@ if spec.method == "balanced":
                        "used": s.used} for s in strata(train_labels, confounder_table)], hide_index=True)
 
 # --- the faces -----------------------------------------------------------------------------------------
-st.subheader(f"Held-out faces without {attribute}")
+st.subheader(md("Held-out faces without {attribute}", attribute=attribute))
 pool = test["index"][~test_labels]
 if len(pool) == 0:
-    st.info(f"Every encoded held-out face has {attribute}: there is no face to add it to.")
+    say("info", "Every encoded held-out face has {attribute}: there is no face to add it to.", attribute=attribute)
     st.stop()
 index = pick_faces(pool, len(dataset), key="arith_faces", default_n=4, max_n=8)
 already = column(names, dataset.attributes.values[index], attribute)
 if already.any():
-    st.warning(f"Face(s) {', '.join(map(str, index[already]))} already have {attribute}.")
+    say("warning", "Face(s) {faces} already have {attribute}.", faces=", ".join(map(str, index[already])),
+        attribute=attribute)
 mu = encode_faces(run, dataset, index)
+
+if run.config.family.conditional:  # a cvae takes the attributes as input: edit the same faces by flipping one
+    how = st.radio("Edit by", ["vector", "condition"], horizontal=True, key="arith_how",
+                   help="vector: z + α·ΔZ, decoded under the model's default condition; condition: each face's own "
+                        "code decoded again under its own attributes, with this one's condition set to a value "
+                        "(0: without, 1: with)")
+    if how == "condition":
+        model = load_model(run)
+        with user_errors():
+            conditions = face_conditions(model, dataset, index)
+            position = attribute_column(names, attribute)
+        value = st.slider("Condition value (0: without, 1: with)", -1.0, 2.0, 1.0, 0.1, key="arith_cond_value")
+        with user_errors():
+            pictures = (dataset.images(index), reconstruct(model, mu, conditions),
+                        condition_edit(model, mu, conditions, position, [value])[:, 0])
+        titles = ("Original", "Reconstruction", md("Condition: {attribute} = {value:+.1f}", attribute=attribute,
+                                                   value=value))
+        for col, images, title in zip(st.columns(3), pictures, titles):
+            with col:
+                say("markdown", "**{title}**", title=title)
+                show_grid(images, ncol=1)
+        st.subheader("Spectrum")
+        c_range = st.slider("Condition range", -1.0, 2.0, (0.0, 1.0), 0.1, key="arith_cond_range")
+        c_steps = st.slider("Steps", 3, 11, 5, key="arith_cond_steps")
+        values = np.linspace(*c_range, c_steps)
+        with user_errors():
+            strip = condition_edit(model, mu, conditions, position, values)
+        show_strip(strip.reshape(-1, *strip.shape[2:]), ncol=c_steps,
+                   caption="one row per face; condition = " + ", ".join(f"{v:+.2f}" for v in values))
+        st.stop()
 
 alpha = st.slider("α (strength of the edit)", -3.0, 3.0, 1.0, 0.1, key="arith_alpha")
 edited = decode_codes(run, edit(mu, delta, alpha)[:, 0])

@@ -156,7 +156,7 @@ def test_one_click_presets_prefer_sunglasses_then_eyeglasses():
     assert preset_attribute(["Male"], "smile") is None
 
 
-# --- core.generate -------------------------------------------------------------------------------
+# --- core.explore.generate -------------------------------------------------------------------------------
 
 def test_interpolation_end_points_and_slerp_keeps_the_norm():
     rng = np.random.default_rng(7)

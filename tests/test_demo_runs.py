@@ -67,7 +67,7 @@ def test_export_keeps_the_model_drops_the_optimizer_and_resume_starts_a_fresh_ad
         assert f.metadata()["step"] == "30"
     after = run.load_model()
     torch.testing.assert_close(after.decode(after.encode(x)[0]), before.decode(before.encode(x)[0]), atol=5e-3, rtol=0)
-    with caplog.at_level(logging.WARNING, logger="core.train"):
+    with caplog.at_level(logging.WARNING, logger="core.training.loop"):
         resume(run, steps=34, progress=False)
     assert "fresh Adam" in caplog.text
     assert run.status()["state"] == "finished" and run.checkpoint_step() == 34

@@ -53,7 +53,8 @@ def _lines(run: Run) -> list[dict]:
 
 
 def _files(run: Run) -> set[str]:
-    return {str(p.relative_to(run.path)) for p in run.path.rglob("*")}
+    """The run's files, without the hidden lock files that resuming leaves (.job.lock)."""
+    return {str(p.relative_to(run.path)) for p in run.path.rglob("*") if not p.name.endswith(".lock")}
 
 
 def test_torchrun_matches_one_process_and_stops_and_resumes_cleanly(tmp_path):

@@ -1,4 +1,4 @@
-"""The CUDA fast path (core.speed) and the data feed (core.feed): same numbers as the plain path, within tolerance.
+"""The CUDA fast path (core.training.speed) and the data feed (core.training.feed): same numbers as the plain path, within tolerance.
 
 The fast path is forced on CPU here (bf16 autocast, channels_last and fused Adam all exist on CPU), so CI checks
 its numerics without a GPU; the CUDA-only checks at the bottom skip, loudly, where no GPU is present.

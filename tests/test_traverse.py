@@ -1,4 +1,4 @@
-"""core.traverse, core.suggest and the label exports: hand-checkable values, shapes and file formats."""
+"""core.explore.traverse, core.explore.suggest and the label exports: hand-checkable values, shapes and file formats."""
 import csv
 import io
 import json

@@ -8,6 +8,7 @@ import numpy as np
 import torch
 
 from core.data import Dataset, load_dataset
+from core.explore.condition import face_conditions
 from core.fileio import atomic_path
 from core.models.vae import VAE
 from core.runs.folder import Run
@@ -19,11 +20,14 @@ UNREADABLE = (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile)
 
 @torch.inference_mode()
 def encode(model: VAE, dataset: Dataset, index: np.ndarray, batch_size: int = 512) -> tuple[np.ndarray, np.ndarray]:
-    """Posterior (mu, logvar) for dataset images `index`, float32 numpy (len(index), latent_dim)."""
+    """Posterior (mu, logvar) for dataset images `index`, float32 numpy (len(index), latent_dim). A conditional
+    model (cvae) encodes each image under its own attributes, so the code holds what they do not say."""
     device = next(model.parameters()).device
     mus, logvars = [], []
     for start in range(0, len(index), batch_size):
-        mu, logvar = model.encode(to_float(dataset.images(index[start:start + batch_size]), device))
+        chunk = index[start:start + batch_size]
+        given = face_conditions(model, dataset, chunk)
+        mu, logvar = model.encode(to_float(dataset.images(chunk), device), **({} if given is None else {"y": given}))
         mus.append(mu.float().cpu().numpy())
         logvars.append(logvar.float().cpu().numpy())
     empty = np.zeros((0, model.latent_dim), np.float32)
@@ -75,7 +79,7 @@ def encode_run(run: Run, split: str = "test", limit: int | None = None, batch_si
     if dataset.identities is not None:
         arrays["identities"] = dataset.identities[index]
     path = encodings_path(run, split, limit)
-    with atomic_path(path) as tmp:
+    with atomic_path(path, inside=run.path) as tmp:  # never through a linked encodings/ folder
         with open(tmp, "wb") as f:
             np.savez(f, **arrays)
     return path

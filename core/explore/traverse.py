@@ -56,6 +56,22 @@ def collapsed(kl_dims: np.ndarray, threshold: float = COLLAPSED_NATS) -> np.ndar
     return np.asarray(kl_dims, np.float64) < threshold
 
 
+# Titles of the latent groups models declare (VAE.latent_groups; core.models.vitae: appearance and perspective codes).
+GROUP_TITLES = {"latent": "Latent code", "appearance": "Appearance code z_A", "perspective": "Perspective code z_P"}
+
+
+def latent_groups(model) -> dict[str, list[int]]:
+    """The model's latent dims by kind, in order: `model.latent_groups()` as lists ({"latent": every dim} for a model
+    without the method), so a page can show e.g. a VITAE's appearance and perspective dims apart."""
+    groups = model.latent_groups() if hasattr(model, "latent_groups") else {"latent": range(model.latent_dim)}
+    return {name: [int(d) for d in dims] for name, dims in groups.items()}
+
+
+def group_title(name: str) -> str:
+    """A group's heading, e.g. 'Perspective code z_P' for 'perspective'; unknown names as they are, capitalised."""
+    return GROUP_TITLES.get(name, name.capitalize())
+
+
 # --- how far to move them ---------------------------------------------------------------------------------------
 
 def dim_ranges(mode: str, latent_dim: int, k: float = 3.0, mu: np.ndarray | None = None,

@@ -26,12 +26,15 @@ class Family:
     grouped: bool = False  # trains on groups of images that share all factors but one (DC-IGN / ModVAE batches)
     regularisers: tuple[str, ...] = ()  # names in core.objectives.regularisers.REGULARISERS, added to the loss
     build: Callable[[ArchConfig], nn.Module] = VAE  # the network
+    # encoder and decoder take the data set's binary attributes y (core.models.cvae); arch.cond_dim, their count,
+    # is filled in from the data set when the run is created, and the trainer feeds each batch's attribute rows
+    conditional: bool = False
     order: int = 100  # position in lists: simplest family first
 
     @property
     def plain(self) -> bool:
         """True when the family trains the shared VAE on random batches with the ELBO's terms only."""
-        return not self.grouped and not self.regularisers
+        return not self.grouped and not self.regularisers and not self.conditional
 
 
 # Filled by the files in core/models/families/, which core/models/__init__.py imports.

@@ -12,11 +12,13 @@ from core.settings import setting
 MAX_CHANNELS = 2048
 MAX_HIDDEN = 16384
 MAX_LATENT = 1024
+MAX_CONDITIONS = 4096  # binary attributes a conditional model may take (CelebA has 40, LFW 73)
 
 
 @dataclass
 class ArchConfig:
-    """The shared conv encoder/decoder for 64x64 images: channels of the four stride-2 convs, MLP width, code size."""
+    """The shared conv encoder/decoder for 64x64 images: channels of the four stride-2 convs, MLP width, code size
+    (and, for the VITAE families, how many of the code's dims are perspective)."""
 
     preset: str = setting("small", "network size preset: small (0.8 M parameters, fine on a CPU) or standard "
                           "(14 M, for a GPU and CelebA); sets channels, hidden and norm",
@@ -27,6 +29,15 @@ class ArchConfig:
     latent_dim: int = setting(64, "latent dimensions", label="Latent dims", low=1, high=MAX_LATENT)
     norm: str = setting("none", "normalisation after each convolution", label="Normalisation",
                         choices=("none", "group"), flag=None)
+    # VITAE families only (core/models/vitae.py); the other families ignore it
+    perspective_dim: int = setting(6, "VITAE: latent dims of the perspective code z_P, decoded by an MLP into the 6 "
+                                   "parameters of an affine transformation; the other latent dims are the appearance "
+                                   "code z_A", label="Perspective dims", low=1, high=MAX_LATENT - 1)
+    # conditional families only (core/models/cvae.py): the data set's attribute count, filled in when the run is
+    # created (core.training.conditions), so the network is rebuilt from config.json without the data set
+    cond_dim: int = setting(0, "conditional VAE: binary attributes y the encoder and decoder take (0: none; filled in "
+                            "from the data set when the run is created)", label="Condition dims", low=0,
+                            high=MAX_CONDITIONS, flag=None)
 
 
 PRESETS = {

@@ -39,6 +39,11 @@ class VAE(nn.Module):
         """D, the size of a latent code (arch.latent_dim)."""
         return self.arch.latent_dim
 
+    def latent_groups(self) -> dict[str, range]:
+        """The latent dims by kind, for pages that show kinds apart: one group here, {"latent": range(D)}; the VITAE
+        models (core.models.vitae) have {"appearance": ..., "perspective": ...}."""
+        return {"latent": range(self.latent_dim)}
+
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """x: float images in [0, 1], (B, 3, 64, 64) -> posterior (mu, logvar), each (B, latent_dim)."""
         return self.encoder(x)
@@ -48,8 +53,8 @@ class VAE(nn.Module):
         return self.decoder(z)
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
-        """Latent codes -> images in [0, 1]."""
-        return torch.sigmoid(self.decoder(z))
+        """Latent codes -> images in [0, 1]: the sigmoid of `decode_logits` (which subclasses override)."""
+        return torch.sigmoid(self.decode_logits(z))
 
     @staticmethod
     def reparameterize(mu, logvar, noise: torch.Tensor | None = None) -> torch.Tensor:

@@ -7,5 +7,5 @@ May import: settings, registry, models.
 import importlib
 
 # the files that register regularisers; a new regulariser adds its file name here
-for _name in ("clamp",):
+for _name in ("clamp", "tc", "factor", "dip"):
     importlib.import_module(f"{__name__}.{_name}")

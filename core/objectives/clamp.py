@@ -5,7 +5,7 @@ import torch
 
 from core.models.modvae import Clamp
 from core.models.vae import Output
-from core.objectives.regulariser import REGULARISERS, Regulariser
+from core.objectives.regulariser import REGULARISERS, Context, Regulariser, Term
 
 
 def clamp_loss(mu: torch.Tensor, clamp: Clamp, group_mean: torch.Tensor | None = None) -> torch.Tensor:
@@ -16,10 +16,16 @@ def clamp_loss(mu: torch.Tensor, clamp: Clamp, group_mean: torch.Tensor | None =
     return ((mu - target).pow(2) * clamp.mask).sum(1).mean()
 
 
-def _term(out: Output, clamp: Clamp | None) -> torch.Tensor:
-    # batches without groups (validation, sampling) have nothing to clamp
-    return out.mu.new_zeros(()) if clamp is None else clamp_loss(out.mu, clamp, out.group_mean)
+class ClampTerm(Term):
+    """The "clamp" term; batches without groups (validation, sampling) have nothing to clamp: zero."""
+
+    def forward(self, out: Output, ctx: Context) -> dict[str, torch.Tensor]:
+        """{"clamp": clamp_loss of the batch}."""
+        if ctx.clamp is None:
+            return {"clamp": out.mu.new_zeros(())}
+        return {"clamp": clamp_loss(out.mu, ctx.clamp, out.group_mean)}
 
 
 REGULARISERS.register("clamp", Regulariser(
-    "clamp", "MSE pulling clamped dims' encoder means to their group mean", "clamp_weight", _term))
+    "clamp", "MSE pulling clamped dims' encoder means to their group mean", {"clamp": "clamp_weight"},
+    lambda loss, latent_dim, dataset_size: ClampTerm()))

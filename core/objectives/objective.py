@@ -9,10 +9,11 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import torch
+from torch import nn
 
 from core.models.modvae import Clamp
 from core.models.vae import Output
-from core.objectives.regulariser import REGULARISERS
+from core.objectives.regulariser import REGULARISERS, Context
 from core.objectives.kl import kl_per_dim
 from core.objectives.likelihoods import reconstruction
 from core.objectives.schedules import LinearWarmup
@@ -23,22 +24,42 @@ if TYPE_CHECKING:  # config builds on the objectives' names, so the objectives s
 
 @dataclass
 class Objective:
-    """recon + beta(t) * KL, or recon + gamma * |KL - C(t)| with capacity annealing, + each named regulariser times
-    its weight. `config` must have its family defaults applied (RunConfig does that)."""
+    """recon + beta(t) * KL, or recon + gamma * |KL - C(t)| with capacity annealing, + each named regulariser's terms
+    times their weights. `config` must have its family defaults applied (RunConfig does that). `latent_dim` and
+    `dataset_size` (training images) are for the regularisers that need them (FactorVAE, β-TCVAE).
+
+    The regularisers' modules (`modules`, by name) and their own optimizers (`optimizers`) belong to the objective:
+    move them with `to(device)`, step them with `update` after the model's step, checkpoint both."""
 
     config: LossConfig
     regularisers: tuple[str, ...] = ()  # names in REGULARISERS, usually the model family's
+    latent_dim: int = 0
+    dataset_size: int = 0
 
     def __post_init__(self):
         c = self.config
-        if c.beta is None or c.warmup_steps is None:
-            raise ValueError("LossConfig.beta / warmup_steps are unset: build the config through RunConfig, which "
+        self.extra = [REGULARISERS[name] for name in self.regularisers]
+        weights = ["beta", "warmup_steps", *(f for reg in self.extra for f in reg.weights.values())]
+        if unset := [f for f in weights if getattr(c, f) is None]:
+            raise ValueError(f"LossConfig.{', '.join(unset)} unset: build the config through RunConfig, which "
                              "applies the model family's defaults, or give them")
         self.beta = LinearWarmup(c.beta, c.warmup_steps)
-        self.extra = [REGULARISERS[name] for name in self.regularisers]
         self.capacity = LinearWarmup(c.capacity_max, c.capacity_steps) if c.capacity_max > 0 else None
+        self.modules = nn.ModuleDict({reg.name: reg.make(c, self.latent_dim, self.dataset_size) for reg in self.extra})
+        self.logged = tuple(name for reg in self.extra for name in reg.terms)  # the regularisers' names in the log
 
-    def __call__(self, out: Output, x: torch.Tensor, step: int, clamp: Clamp | None = None) -> dict[str, torch.Tensor]:
+    @property
+    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        """The regularisers' own optimizers, by regulariser name (FactorVAE's discriminator Adam)."""
+        return {name: m.optimizer for name, m in self.modules.items() if m.optimizer is not None}
+
+    def to(self, device: str | torch.device) -> "Objective":
+        """Move the regularisers' modules (and so their optimizers' parameters) to `device`; self."""
+        self.modules.to(device)
+        return self
+
+    def __call__(self, out: Output, x: torch.Tensor, step: int, clamp: Clamp | None = None,
+                 generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
         recon = reconstruction(out.logits, x, self.config.reconstruction)
         kl_dims = kl_per_dim(out.mu, out.logvar)
         kl = kl_dims.sum()
@@ -48,8 +69,19 @@ class Objective:
             kl_term = self.beta(step) * kl
         terms = {"recon": recon, "kl": kl, "kl_dims": kl_dims}
         loss = recon + kl_term
+        ctx = Context(clamp, generator)
         for reg in self.extra:
-            terms[reg.name] = reg.term(out, clamp)
-            loss = loss + getattr(self.config, reg.weight) * terms[reg.name]
+            named = self.modules[reg.name](out, ctx)
+            terms.update(named)
+            for name, weight in reg.weights.items():
+                loss = loss + getattr(self.config, weight) * named[name]
         terms["loss"] = loss
         return terms
+
+    def update(self, out: Output, clamp: Clamp | None = None,
+               generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
+        """Each regulariser's own optimisation step on this step's output (after the model's step); what they log."""
+        ctx, logged = Context(clamp, generator), {}
+        for module in self.modules.values():
+            logged.update(module.update(out, ctx))
+        return logged

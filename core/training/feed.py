@@ -5,6 +5,8 @@ memory as uint8 and each batch is gathered there; a step costs the host one smal
 Streamed (CPU, or a data set too large to be resident): the next batch is read on a background thread while
 the current one trains, and on CUDA it travels from pinned memory asynchronously.
 Either way the pixels are a function of the batch's indices only, so both feeds give the same numbers.
+A conditional family's feed also carries each image's attribute row (core.training.conditions), gathered with the
+same indices: resident rows are one float tensor on the device, streamed rows travel with their images.
 """
 from __future__ import annotations
 
@@ -54,14 +56,18 @@ def resident_images(dataset: Dataset, device: torch.device, progress: bool = Fal
 
 
 class Feed:
-    """`feed(step)` -> (batch, float images in [0, 1] on `device`)."""
+    """`feed(step)` -> (batch, float images in [0, 1] on `device`); `feed.fetch(step)` adds the batch's
+    conditions y, float (B, A) on `device`, when the feed was given `conditions` (else None)."""
 
     def __init__(self, dataset: Dataset, batches: Callable[[int], Batch], device: torch.device,
-                 resident: bool | None = None, progress: bool = False):
+                 resident: bool | None = None, progress: bool = False, conditions: np.ndarray | None = None):
         self.dataset, self.batches, self.device = dataset, batches, device
         if resident is None:
             resident = fits_on_device(len(dataset), device)
         self.store = resident_images(dataset, device, progress) if resident else None
+        self.conditions = conditions  # (N, A) float32 host rows, or None
+        self.condition_store = (torch.from_numpy(conditions).to(device)
+                                if resident and conditions is not None else None)
         self._pool = None if resident else ThreadPoolExecutor(max_workers=1, thread_name_prefix="feed")
         self._next: tuple[int, Future] | None = None
         logger.info("data feed: %s", self.describe())
@@ -73,19 +79,28 @@ class Feed:
         return f"streamed to {self.device} with one batch read ahead"
 
     def __call__(self, step: int) -> tuple[Batch, torch.Tensor]:
+        batch, x, _ = self.fetch(step)
+        return batch, x
+
+    def fetch(self, step: int) -> tuple[Batch, torch.Tensor, torch.Tensor | None]:
+        """(batch, images, conditions) of `step`: conditions are the batch's attribute rows, float (B, A) on the
+        device, gathered with the images' indices (no host sync), or None for a feed without conditions."""
         if self.store is not None:
             batch = self.batches(step)
             index = torch.from_numpy(batch.index).to(self.device, non_blocking=True)
-            return batch, as_float(self.store.index_select(0, index))
+            y = None if self.condition_store is None else self.condition_store.index_select(0, index)
+            return batch, as_float(self.store.index_select(0, index)), y
         pending, self._next = self._next, None
         ahead = pending[1].result() if pending else None  # always waited for: the batch sampler is not thread-safe
-        batch, images = ahead if pending and pending[0] == step else self._read(step)
+        batch, images, y = ahead if pending and pending[0] == step else self._read(step)
         self._next = (step + 1, self._pool.submit(self._read, step + 1))
-        return batch, as_float(images.to(self.device, non_blocking=True))
+        y = None if y is None else y.to(self.device, non_blocking=True)
+        return batch, as_float(images.to(self.device, non_blocking=True)), y
 
-    def _read(self, step: int) -> tuple[Batch, torch.Tensor]:
+    def _read(self, step: int) -> tuple[Batch, torch.Tensor, torch.Tensor | None]:
         batch = self.batches(step)
-        return batch, staged(self.dataset.images(batch.index), self.device)
+        y = None if self.conditions is None else staged(self.conditions[batch.index], self.device)
+        return batch, staged(self.dataset.images(batch.index), self.device), y
 
     def close(self) -> None:
         """Stop the read-ahead thread of a streamed feed and drop its pending batch; a resident feed has none."""

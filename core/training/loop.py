@@ -19,6 +19,7 @@ from tqdm import tqdm
 
 from core.training import distributed
 from core.training.batches import Batch, make_batches
+from core.training.conditions import condition_mean, condition_rows, with_conditions
 from core.config import RunConfig
 from core.data import Dataset, load_dataset
 from core.training.feed import Feed
@@ -29,6 +30,7 @@ from core.models.modvae import Clamp, FactorBlocks
 from core.models.vae import VAE
 from core.runs.folder import Run, RunError, create_run
 from core.training.speed import Speedups
+from core.training.threads import ThreadGovernor
 
 
 logger = logging.getLogger(__name__)
@@ -38,8 +40,23 @@ logger = logging.getLogger(__name__)
 EXPLOSION = 100.0
 
 
+def diverged_advice(lr: float) -> str:
+    """What to do about a diverged run. The cure is a lower learning rate; there is no learning-rate warm-up
+    (--warmup-steps ramps the KL weight beta from 0, which does not slow Adam down)."""
+    return (f"train again with a lower --lr (e.g. --lr {lr / 2:g}, half of {lr:g}); --warmup-steps is the KL "
+            "warm-up (it ramps beta), not a learning-rate warm-up")
+
+
+def kept_checkpoint(run: Run) -> str:
+    """What a run stopped by an error keeps, for its message: the last good checkpoint, or none at all when it
+    stopped before its first (never claim a checkpoint that does not exist)."""
+    if run.checkpoint_path.is_file():
+        return "the last good checkpoint is kept"
+    return "no checkpoint had been saved yet (the first is due at --checkpoint-every), so there is none to keep"
+
+
 class Diverged(RuntimeError):
-    pass
+    """The logged loss blew up or the weights went NaN/inf; the message advises a lower --lr."""
 
 
 class OutOfMemory(RunError):
@@ -47,27 +64,40 @@ class OutOfMemory(RunError):
 
 
 class Trainer:
+    """Trains one run folder: data, model, optimizer and feed built from its config; `fit` trains to train.steps."""
+
     def __init__(self, run: Run, dataset: Dataset | None = None, progress: bool = True):
         self.main = distributed.is_main()
         self.run, self.config, self.progress = run, run.config, progress and self.main
         cfg = self.config
         distributed.check_batch_size(cfg.train.batch_size)
-        if cfg.train.threads:
-            torch.set_num_threads(cfg.train.threads)
+        # --threads N fixes the CPU thread count; 0 chooses it from the machine's load and re-checks it in fit()
+        self.threads = ThreadGovernor(cfg.train.threads)
         self.device = distributed.local_device(pick_device(cfg.train.device))
         self.dataset = dataset if dataset is not None else load_dataset(cfg.data, progress=self.progress)
+        if cfg.family.conditional:  # y's width comes from the data set; a run reserved by jobs.launch records it now
+            filled = with_conditions(cfg, self.dataset)
+            if filled.arch.cond_dim != cfg.arch.cond_dim and self.main:
+                run.write_config(filled)
+            self.config = cfg = filled
         self.batches = make_batches(self.dataset, cfg.model, cfg.train.batch_size, cfg.modvae.group_size, cfg.train.seed)
+        distributed.check_batch_size(cfg.train.batch_size, self.batches.group_size)  # whole groups on every rank
         self.feed = Feed(self.dataset, lambda step: distributed.shard_batch(self.batches(step)), self.device,
-                         progress=self.progress)
+                         progress=self.progress,
+                         conditions=condition_rows(self.dataset) if cfg.family.conditional else None)
         self.speed = Speedups.for_run(cfg.train.mode, cfg.train.compile, self.device)
         torch.manual_seed(cfg.train.seed)
-        self.model = self.speed.prepare(VAE(cfg.arch).to(self.device))
+        self.model = self.speed.prepare(cfg.family.build(cfg.arch).to(self.device))
+        if cfg.family.conditional:  # what y=None means, saved with the weights
+            self.model.set_condition_mean(condition_mean(self.dataset))
         # DDP under torchrun, else self.model; compiled if asked
         self.train_model = self.speed.forward(distributed.wrap(self.model, self.device))
         self.optimizer = self.speed.optimizer(self.model.parameters(), cfg.train.lr)
-        self.objective = Objective(cfg.loss)
+        # the regularisers' own modules (FactorVAE's discriminator) are built after the model, from the same seed
+        self.objective = Objective(cfg.loss, cfg.family.regularisers, cfg.arch.latent_dim,
+                                   len(self.dataset.indices("train"))).to(self.device)
         self.blocks = (FactorBlocks(self.batches.num_factors, cfg.modvae.dims_per_factor, cfg.arch.latent_dim)
-                       if cfg.model == "modvae" else None)
+                       if cfg.family.grouped else None)
         self.val_index = self._fixed_subset("val", cfg.train.val_images)
         # shown in the sample grids: spread over the subset, whose sorted order groups similar images on grid data
         self.show_index = self.val_index[np.linspace(0, len(self.val_index) - 1, 8).round().astype(int)]
@@ -90,6 +120,9 @@ class Trainer:
         if self.run.checkpoint_path.is_file():
             self.model.load_state_dict(self.run.load_model(self.device).state_dict())
             self.run.load_optimizer(self.optimizer)
+            if missing := self.run.load_extra(self.objective.modules, self.objective.optimizers):
+                logger.warning("%s holds no state of %s (saved without it): resuming with fresh ones, so the next "
+                               "steps differ from an uninterrupted run", self.run.checkpoint_path, ", ".join(missing))
             self.step = self.run.checkpoint_step()
             if not self.optimizer.state:
                 logger.warning("%s holds weights only (no optimizer state, e.g. an exported demo run): resuming "
@@ -104,36 +137,61 @@ class Trainer:
     def _clamp(self, batch: Batch) -> Clamp | None:
         if self.blocks is None:
             return None
-        fixed = torch.from_numpy(batch.fixed).to(self.device, non_blocking=True)
-        groups = torch.from_numpy(batch.groups).to(self.device, non_blocking=True)
-        return Clamp(groups, self.blocks.dim_mask(fixed), int(batch.groups.max()) + 1)
+        # the mask is built on the host and copied once (no device op that could sync); the batch's rows come in
+        # contiguous groups of batches.group_size (core.training.batches), which is all the clamp needs to know
+        mask = self.blocks.dim_mask(torch.from_numpy(batch.fixed))
+        return Clamp(mask.to(self.device, non_blocking=True), self.batches.group_size)
+
+    def _conditions(self, index: np.ndarray) -> dict[str, torch.Tensor]:
+        """{"y": the images' attribute rows on the device} for a conditional family, else {}: keyword arguments."""
+        if self.feed.conditions is None:
+            return {}
+        return {"y": torch.from_numpy(self.feed.conditions[index]).to(self.device)}
 
     def _generator(self, step: int) -> torch.Generator:
         g = torch.Generator(device=self.device)
         g.manual_seed(self.config.train.seed * 1_000_003 + step)
         return g
 
+    def _regulariser_generator(self, step: int) -> torch.Generator:
+        """The step's generator for the regularisers' own randomness (FactorVAE's permutations), a pure function of
+        (seed, step) apart from the noise's (the top bit of the seed tells the streams apart)."""
+        g = torch.Generator(device=self.device)
+        g.manual_seed((self.config.train.seed * 1_000_003 + step) | 1 << 62)
+        return g
+
+    def _noise(self, step: int) -> torch.Tensor:
+        """The step's reparameterisation noise, fp32 on every path, a pure function of (seed, step) (so resume is
+        exact); under torchrun this rank's rows of it. Drawn here, not in the model, so the compiled forward holds
+        no generator."""
+        return distributed.rank_noise(self._generator(step), self.config.train.batch_size, self.config.arch.latent_dim)
+
     def train_step(self, step: int) -> dict[str, torch.Tensor]:
-        batch, x = self.feed(step)
+        """One optimizer step on batch `step`; the loss terms as detached device tensors (no host sync)."""
+        batch, x, y = self.feed.fetch(step)
         x = self.speed.images(x)
+        given = {} if y is None else {"y": y}  # a conditional family's attribute rows
         clamp = self._clamp(batch)
-        generator = self._generator(step)
-        distributed.skip_noise(generator, self.config.train.batch_size, self.config.arch.latent_dim)
+        noise = self._noise(step)
         with self.speed.autocast(self.device):
-            out = self.train_model(x, generator, clamp)
-        terms = self.objective(out.float(), x, step, clamp)
+            out = self.train_model(x, noise, clamp, **given)
+        out = out.float()
+        generator = self._regulariser_generator(step) if self.objective.modules else None
+        terms = self.objective(out, x, step, clamp, generator)
         self.optimizer.zero_grad(set_to_none=True)
         terms["loss"].backward()
         self.optimizer.step()
+        terms.update(self.objective.update(out, clamp, generator))  # the regularisers' own steps, after the model's
         return {k: v.detach() for k, v in terms.items()}
 
     @torch.no_grad()
     def validate(self) -> dict[str, float]:
+        """recon, kl and neg_elbo (their sum), per-image means over the fixed validation subset, with z = mu."""
         self.model.eval()
         recon = kl = 0.0
         for chunk in np.array_split(self.val_index, max(1, len(self.val_index) // 256)):
             x = to_float(self.dataset.images(chunk), self.device)
-            terms = self.objective(self.model(x), x, self.config.train.steps)
+            terms = self.objective(self.model(x, **self._conditions(chunk)), x, self.config.train.steps)
             recon += terms["recon"].item() * len(chunk)
             kl += terms["kl"].item() * len(chunk)
         self.model.train()
@@ -142,22 +200,27 @@ class Trainer:
 
     @torch.no_grad()
     def save_samples(self) -> None:
+        """samples/recon_<step>.png (8 val images over their reconstructions) and prior_<step>.png (16 draws).
+        The prior codes are the same at every step, so the grids show how the decoder changes."""
         self.model.eval()
         x = to_float(self.dataset.images(self.show_index), self.device)
-        recon = self.model.decode(self.model.encode(x)[0])
-        folder = self.run.path / "samples"
+        given = self._conditions(self.show_index)
+        recon = self.model.decode(self.model.encode(x, **given)[0], **given)
+        folder = self.run.folder("samples")  # a symbolic link in its place is refused, never written through
         save_png(folder / f"recon_{self.step:07d}.png", grid(torch.cat([x, recon]), 8), scale=2)
         prior = self.model.sample(16, self._generator(-1))
         save_png(folder / f"prior_{self.step:07d}.png", grid(prior, 8), scale=2)
         self.model.train()
 
     def checkpoint(self) -> None:
+        """Save weights and Adam state at self.step (rank 0 only); Diverged instead if a weight is NaN or inf."""
         if not self.main:
             return
-        if not all(torch.isfinite(p).all() for p in self.model.parameters()):
-            raise Diverged(f"the weights hold NaN or inf at step {self.step}: lower --lr or add --warmup-steps; "
-                           "the last good checkpoint is kept")
-        self.run.save_checkpoint(self.model, self.optimizer, self.step)
+        if not all(torch.isfinite(p).all() for p in [*self.model.parameters(), *self.objective.modules.parameters()]):
+            raise Diverged(f"the weights hold NaN or inf at step {self.step}: "
+                           f"{diverged_advice(self.config.train.lr)}; {kept_checkpoint(self.run)}")
+        self.run.save_checkpoint(self.model, self.optimizer, self.step, extra=self.objective.modules,
+                                 extra_optimizers=self.objective.optimizers)
 
     def _status(self, state: str, **extra) -> None:
         if not self.main:
@@ -166,10 +229,11 @@ class Trainer:
                               device=str(self.device), **extra)
 
     def fit(self) -> Run:
+        """Train from self.step to train.steps or SIGTERM: log, validate, sample and checkpoint on schedule; the run."""
         cfg = self.config.train
         val_every = cfg.val_every or self.batches.steps_per_epoch
         previous = signal.signal(signal.SIGTERM, self._on_sigterm) if _main_thread() else None
-        self._status("running", speedups=self.speed.names(), feed=self.feed.describe())
+        self._status("running", speedups=self.speed.names(), feed=self.feed.describe(), **self.threads.describe())
         self.model.train()
         sums: dict[str, torch.Tensor] = {}
         count, t_last = 0, time.perf_counter()
@@ -188,6 +252,9 @@ class Trainer:
                     record = self._train_record(sums, count, count * cfg.batch_size / (now - t_last))
                     bar.set_postfix(loss=f"{record['loss']:.1f}", kl=f"{record['kl']:.1f}")
                     sums, count, t_last = {}, 0, now
+                    if self.threads.recheck(self.step):  # the load changed: CPU threads re-chosen, status says so
+                        self._status("running", speedups=self.speed.names(), feed=self.feed.describe(),
+                                     **self.threads.describe())
                 if not self.main:
                     continue
                 if self.step % val_every == 0 or self.step == cfg.steps:
@@ -203,7 +270,7 @@ class Trainer:
         except torch.OutOfMemoryError:
             smaller = max(1, cfg.batch_size // 2)
             message = (f"out of memory on {self.device} at batch size {cfg.batch_size} (step {self.step}): train again "
-                       f"with --batch-size {smaller} (or a smaller --preset); the last checkpoint is kept")
+                       f"with --batch-size {smaller} (or a smaller --preset); {kept_checkpoint(self.run)}")
             self._status("failed", error=message)
             raise OutOfMemory(message) from None
         except BaseException as e:
@@ -227,14 +294,13 @@ class Trainer:
         exploded = self.best_loss > 0 and loss > EXPLOSION * self.best_loss
         if exploded or not all(math.isfinite(x) for x in [loss, *means["kl_dims"]]):
             raise Diverged(f"the loss became {loss:.4g} at step {self.step} (lowest so far {self.best_loss:.4g}): "
-                           "lower --lr or add --warmup-steps; the last checkpoint before this is kept")
+                           f"{diverged_advice(self.config.train.lr)}; {kept_checkpoint(self.run)}")
         self.best_loss = min(self.best_loss, loss)
         record = {"type": "train", "step": self.step, "epoch": self.batches.epoch(self.step),
                   **{k: means[k] for k in ("loss", "recon", "kl", "kl_dims")},
                   "beta": self.objective.beta(self.step), "lr": self.optimizer.param_groups[0]["lr"],
                   "images_per_s": images_per_s, "wall": self.wall}
-        if "clamp" in means:
-            record["clamp"] = means["clamp"]
+        record.update({name: means[name] for name in self.objective.logged})  # every regulariser term, by name
         if self.main:
             self.run.append_metrics(record)
         return record
@@ -259,10 +325,14 @@ def _main_thread() -> bool:
 
 
 def train(config: RunConfig, runs_dir: Path | None = None, progress: bool = True, dataset: Dataset | None = None) -> Run:
-    """Create a run folder for `config` and train it to the end."""
+    """Create a run folder for `config` and train it to the end. Every check a config can fail (its values, the
+    device, the data, the batch over processes and groups) runs before the folder is created."""
     config.validate()
+    pick_device(config.train.device)  # tpu, cuda:N beyond the GPUs here, CUDA without CUDA: ConfigError
     dataset = dataset if dataset is not None else load_dataset(config.data, progress=progress)
-    distributed.check_batch_size(config.train.batch_size)  # before a run folder exists
+    batches = make_batches(dataset, config.model, config.train.batch_size, config.modvae.group_size, config.train.seed)
+    distributed.check_batch_size(config.train.batch_size, batches.group_size)  # before a run folder exists
+    config = with_conditions(config, dataset)  # a conditional family records its data set's attribute count
     run = distributed.on_main(lambda: create_run(config, runs_dir), lambda run: str(run.path), Run)
     return _trainer(run, dataset, progress).fit()
 
@@ -278,11 +348,17 @@ def _trainer(run: Run, dataset: Dataset | None, progress: bool) -> Trainer:
 
 
 def resume(run: Run, steps: int | None = None, progress: bool = True, dataset: Dataset | None = None) -> Run:
-    """Continue `run` from its last checkpoint, optionally to a new total number of steps."""
-    if steps is not None and distributed.is_main():
-        config = run.config
-        config.train.steps = steps
-        run.write_config(config.validate())
+    """Continue `run` from its last checkpoint, optionally to a new total number of steps. Refused (RunError) while
+    another live process trains it: there is one writer per run folder."""
+    if distributed.is_main():
+        if steps is not None:
+            config = run.config
+            config.train.steps = steps
+            config.validate()
+        with run.job_lock():
+            run.claim()  # status.json now names this process, so a second resume is refused from here on
+        if steps is not None:
+            run.write_config(config)
     distributed.barrier()  # the other ranks read the new config after rank 0 wrote it
     trainer = _trainer(run, dataset, progress)
     trainer.resume()
