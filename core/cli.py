@@ -2,97 +2,78 @@
 from __future__ import annotations
 
 import argparse
-import shlex
+import errno
+import re
 import sys
 import time
 from pathlib import Path
 
-from core.config import (DATASETS, MODELS, PRESETS, RECONSTRUCTIONS, ArchConfig, ConfigError, DataConfig,
-                         LossConfig, ModVAEConfig, RunConfig, TrainConfig, model_defaults)
+from torch import OutOfMemoryError
+
+from core.config import DATASETS, ConfigError, DataConfig, RunConfig, all_settings, command_line
 from core.data import DataError
+from core.models.family import FAMILIES
 from core.runs.export import DTYPES
-from core.runs.folder import Run, RunError, default_runs_dir, list_runs
+from core.fileio import UntrustedFileError
+from core.runs.folder import RunError, default_runs_dir, find_run
+from core.runs.summary import summaries
 from core.training.loop import Diverged
 
 
 def _train_parser(sub) -> None:
-    p = sub.add_parser("train", help="train a VAE / beta-VAE / ModVAE into a new run folder (or --resume one)")
+    """`train`'s options, one per setting of core.config (its flag, type, range and help), plus the CLI's own."""
+    p = sub.add_parser("train", help="train a model into a new run folder (or --resume one)",
+                       description="Every option's default is the model family's (see --model), else the one shown.")
     p.add_argument("--name", help="run folder name (default: <model>-<dataset>-<time>)")
-    p.add_argument("--resume", metavar="RUN", help="continue RUN from its last checkpoint (other options but --steps are ignored)")
-    p.add_argument("--model", choices=MODELS, default="beta-vae")
-    p.add_argument("--dataset", choices=DATASETS, default="synthfaces")
-    p.add_argument("--data-root", help="folder of celeba / lfw / folder data")
-    p.add_argument("--attributes-csv", help="folder data set: CSV of file,attr1,attr2,...")
-    p.add_argument("--data-seed", type=int, default=0, help="split seed for data sets without an official split")
-    p.add_argument("--preset", choices=sorted(PRESETS), default="small")
-    p.add_argument("--latent-dim", type=int, default=64)
-    p.add_argument("--recon", choices=RECONSTRUCTIONS, default="bernoulli", help="reconstruction likelihood")
-    p.add_argument("--beta", type=float, help="KL weight (default: 1 for vae/modvae, 4 for beta-vae)")
-    p.add_argument("--warmup-steps", type=int, help="linear KL warm-up (default: 0, 500 for beta-vae)")
-    p.add_argument("--capacity-max", type=float, default=0.0, help="nats; > 0 enables capacity annealing")
-    p.add_argument("--capacity-steps", type=int, default=0)
-    p.add_argument("--capacity-gamma", type=float, default=100.0)
-    p.add_argument("--dims-per-factor", type=int, default=4, help="ModVAE latent block per factor")
-    p.add_argument("--group-size", type=int, default=16, help="ModVAE images per one-factor group")
-    p.add_argument("--clamp-weight", type=float, default=1.0, help="ModVAE weight of the clamp MSE")
-    p.add_argument("--steps", type=int, help="optimizer steps (default 2000)")
+    p.add_argument("--resume", metavar="RUN", help="continue RUN from its last checkpoint (other options but --steps "
+                                                   "are ignored)")
     p.add_argument("--epochs", type=float, help="alternative to --steps: passes over the train split")
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--lr", type=float, default=5e-4)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default="auto", help="auto (CUDA if present), cpu, cuda, cuda:1, ...")
-    p.add_argument("--threads", type=int, default=0, help="CPU threads (0: PyTorch's default)")
+    for s in all_settings():
+        if s.flag is None:
+            continue
+        options = s.spec.options()
+        rule = "" if options else s.spec.rule()
+        default = "" if s.default is None else f"default {s.default}"
+        extra = "; ".join(filter(None, [default, rule]))
+        help_text = s.spec.help + (f" ({extra})" if extra else "")
+        if s.type is bool:
+            p.add_argument(s.flag, dest=s.key, action="store_true", default=argparse.SUPPRESS, help=help_text)
+        else:
+            p.add_argument(s.flag, dest=s.key, type=s.type, choices=options, default=argparse.SUPPRESS,
+                           metavar=None if options else s.name.split("_")[-1].upper(), help=help_text)
     speed = p.add_mutually_exclusive_group()
-    speed.add_argument("--plain", dest="mode", action="store_const", const="plain", default="auto",
+    speed.add_argument("--plain", dest="train.mode", action="store_const", const="plain", default=argparse.SUPPRESS,
                        help="plain fp32 eager steps (default on CPU); without it CUDA runs use bf16 autocast, "
                             "channels_last and fused Adam")
-    speed.add_argument("--fast", dest="mode", action="store_const", const="fast",
+    speed.add_argument("--fast", dest="train.mode", action="store_const", const="fast", default=argparse.SUPPRESS,
                        help="the CUDA speed-ups on any device (on CPU usually slower)")
-    p.add_argument("--compile", action="store_true", help="torch.compile the network (about a minute up front)")
-    p.add_argument("--log-every", type=int, default=10)
-    p.add_argument("--val-every", type=int, default=0, help="validation interval in steps (default: every epoch)")
-    p.add_argument("--checkpoint-every", type=int, default=500)
-    p.add_argument("--sample-every", type=int, default=500)
 
 
-def config_from_args(a: argparse.Namespace, argv: list[str]) -> RunConfig:
-    defaults = model_defaults(a.model)
-    arch = PRESETS[a.preset]
-    name = a.name or f"{a.model}-{a.dataset}-{time.strftime('%Y%m%d-%H%M%S')}"
-    return RunConfig(
-        name=name,
-        model=a.model,
-        arch=ArchConfig(arch.preset, arch.channels, arch.hidden, a.latent_dim, arch.norm),
-        loss=LossConfig(a.recon, a.beta if a.beta is not None else defaults["beta"],
-                        a.warmup_steps if a.warmup_steps is not None else defaults.get("warmup_steps", 0),
-                        a.capacity_max, a.capacity_steps, a.capacity_gamma, a.clamp_weight),
-        modvae=ModVAEConfig(a.dims_per_factor, a.group_size),
-        data=DataConfig(a.dataset, a.data_root, a.attributes_csv, a.data_seed),
-        train=TrainConfig(a.steps or 2000, a.batch_size, a.lr, a.seed, a.device, a.log_every, a.val_every,
-                          512, a.checkpoint_every, a.sample_every, a.threads, a.mode, a.compile),
-        command=shlex.join(["python", "-m", "core", *argv]),
-    ).validate()
+def config_from_args(a: argparse.Namespace) -> RunConfig:
+    """The run `train`'s options describe (validated; --epochs is converted to steps by the caller)."""
+    options = {k: v for k, v in vars(a).items() if k == "model" or "." in k}
+    model = options.get("model", RunConfig.__dataclass_fields__["model"].default)
+    dataset = options.get("data.dataset", DataConfig().dataset)
+    return RunConfig.from_options(options, name=a.name or f"{model}-{dataset}-{time.strftime('%Y%m%d-%H%M%S')}")
 
 
 def cmd_train(a, argv, runs_dir: Path) -> int:
     """Under torchrun (`torchrun --nproc_per_node=N -m core train ...`) every process runs this."""
+    from core.data import load_dataset
     from core.training import distributed
     from core.training import loop as training
-    from core.data import load_dataset
 
     if a.resume:
-        run = Run(runs_dir / a.resume)
-        if not (run.path / "config.json").is_file():
-            raise RunError(f"no run {a.resume!r} in {runs_dir}")
-        device, start = run.config.train.device, lambda: training.resume(run, steps=a.steps)
+        run = find_run(runs_dir, a.resume)
+        device, start = run.config.train.device, lambda: training.resume(run, steps=vars(a).get("train.steps"))
     else:
-        config = config_from_args(a, argv)
+        config = config_from_args(a)
         dataset = load_dataset(config.data)
         if a.epochs is not None:
-            from core.training.batches import make_batches
+            from core.training.batches import steps_for_epochs
 
-            batches = make_batches(dataset, config.model, config.train.batch_size, config.modvae.group_size, 0)
-            config.train.steps = max(1, round(a.epochs * batches.steps_per_epoch))
+            config.train.steps = steps_for_epochs(config, a.epochs, dataset)
+            config.command = command_line(config)
         device, start = config.train.device, lambda: training.train(config, runs_dir, dataset=dataset)
     distributed.init(device)
     main = distributed.is_main()
@@ -106,26 +87,31 @@ def cmd_train(a, argv, runs_dir: Path) -> int:
 
 
 def cmd_encode(a, argv, runs_dir: Path) -> int:
+    """`encode`: write the latent means of a run's data set split to RUN/encodings/."""
     from core.explore.encode import encode_run
 
-    path = encode_run(Run(runs_dir / a.run), split=a.split, limit=a.limit, batch_size=a.batch_size, device=a.device)
+    path = encode_run(find_run(runs_dir, a.run), split=a.split, limit=a.limit, batch_size=a.batch_size, device=a.device)
     print(f"wrote {path}")
     return 0
 
 
 def cmd_runs(a, argv, runs_dir: Path) -> int:
-    runs = list_runs(runs_dir)
-    if not runs:
+    """`runs`: one line per run folder with its model, beta, data set, state and step; a broken folder is listed
+    with its problem and never hides the others."""
+    rows = summaries(runs_dir)
+    if not rows:
         print(f"no runs in {runs_dir}")
-    for run in runs:
-        status = run.status()
-        cfg = run.config
-        print(f"{run.name:40s} {cfg.model:9s} beta={cfg.loss.beta:<5g} {cfg.data.dataset:11s} "
-              f"{status.get('state', '?'):10s} step {status.get('step', 0)}/{cfg.train.steps}")
+    for r in rows:
+        if r.model is None:
+            print(f"{r.name:40s} BROKEN: {r.problem}")
+            continue
+        print(f"{r.name:40s} {r.model:9s} beta={r.beta:<5g} {r.dataset:11s} {r.state:10s} "
+              f"step {r.step}/{r.total_steps}" + (f"  ({r.problem})" if r.problem else ""))
     return 0
 
 
 def cmd_preview(a, argv, runs_dir: Path) -> int:
+    """`preview`: save a PNG grid of a data set's images (factor sweeps first for ground-truth data)."""
     from core.data.preview import preview
 
     print(f"wrote {preview(a.dataset, Path(a.out), a.data_root)}")
@@ -133,17 +119,19 @@ def cmd_preview(a, argv, runs_dir: Path) -> int:
 
 
 def cmd_import_weights(a, argv, runs_dir: Path) -> int:
+    """`import-weights`: a legacy .pt/.pth state dict as a new run with the config of `--like`."""
     from core.runs.legacy import import_weights
 
-    like = Run(runs_dir / a.like)
+    like = find_run(runs_dir, a.like)
     print(f"imported into {import_weights(a.file, like, a.name, runs_dir).path}")
     return 0
 
 
 def cmd_export(a, argv, runs_dir: Path) -> int:
+    """`export`: rewrite a run's checkpoint as weights only in `--dtype`, optionally pruning old sample PNGs."""
     from core.runs.export import export_weights, prune_samples
 
-    run = Run(runs_dir / a.run)
+    run = find_run(runs_dir, a.run)
     size = export_weights(run, a.dtype)
     print(f"wrote {run.checkpoint_path} ({a.dtype}, weights only, {size / 1e6:.1f} MB)")
     if a.prune_samples:
@@ -152,13 +140,16 @@ def cmd_export(a, argv, runs_dir: Path) -> int:
 
 
 def cmd_evaluate(a, argv, runs_dir: Path) -> int:
-    from core.runs.labels import LabelError, load_labels
+    """`evaluate`: compute the chosen metrics into RUN/eval.json and print their summary table."""
     from core.metrics.evaluate import FILE, evaluate_run
-    from core.metrics.registry import parse_metrics
+    from core.metrics.registry import apply_overrides, default_settings, parse_metrics
     from core.metrics.report import summary
+    from core.runs.labels import LabelError, load_labels
 
-    run = Run(runs_dir / a.run)
-    doc = evaluate_run(run, parse_metrics(a.metrics), fast=a.fast, seed=a.seed, device=a.device, overrides=a.set,
+    metrics = parse_metrics(a.metrics)
+    apply_overrides(default_settings(a.fast), a.set)  # a wrong metric or setting is named before the run is looked up
+    run = find_run(runs_dir, a.run)
+    doc = evaluate_run(run, metrics, fast=a.fast, seed=a.seed, device=a.device, overrides=a.set,
                        progress=lambda message: print(message, flush=True))
     try:
         labels = load_labels(run)
@@ -170,7 +161,43 @@ def cmd_evaluate(a, argv, runs_dir: Path) -> int:
     return 0
 
 
+def cmd_verify(a, argv, runs_dir: Path) -> int:
+    """`verify`: face verification from the run's latent codes and the baseline CNN -> RUN/verification.json."""
+    from dataclasses import replace
+
+    from core.metrics.verification import FILE, VerifySettings, verify_run
+    from core.metrics.verification_tables import summary
+
+    run = find_run(runs_dir, a.run)
+    settings = VerifySettings.fast() if a.fast else VerifySettings()
+    changes = {k: v for k, v in (("folds", a.folds), ("pairs", a.pairs), ("cnn_steps", a.cnn_steps)) if v is not None}
+    doc = verify_run(run, replace(settings, **changes), fast=a.fast, seed=a.seed, device=a.device,
+                     progress=lambda message: print(message, flush=True))
+    print(summary(doc))
+    print(f"wrote {run.path / FILE}")
+    return 0
+
+
+def family_table(markdown: bool = False) -> str:
+    """The registered model families with their defaults and papers, as plain text or the README's Markdown table."""
+    flags = {s.key: s.flag for s in all_settings()}
+    rows = [(f"`{f.name}`" if markdown else f.name, f.title, f.summary,
+             ", ".join(f"{flags[k]} {v:g}" for k, v in f.defaults.items()) or "-", f.reference) for f in FAMILIES]
+    if markdown:
+        lines = ["| `--model` | family | what it does | defaults | reference |", "|---|---|---|---|---|"]
+        return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in rows])
+    return "\n".join(f"{name:9s} {title:7s} {summary} (defaults: {defaults}; {ref})"
+                     for name, title, summary, defaults, ref in rows)
+
+
+def cmd_models(a, argv, runs_dir: Path) -> int:
+    """`models`: the model families `train --model` accepts."""
+    print(family_table(a.markdown))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
+    """The `python -m core` argument parser: one subcommand per entry of COMMANDS."""
     parser = argparse.ArgumentParser(prog="python -m core", description=__doc__)
     parser.add_argument("--runs-dir", type=Path, help="where run folders live (default: checkpoints/)")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -193,7 +220,19 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--device", default="auto")
     ev.add_argument("--set", action="append", default=[], metavar="METRIC.SETTING=VALUE",
                     help="override one setting, e.g. dci.num_trees=50 (repeatable)")
+    vf = sub.add_parser("verify", help="face verification (same person or not?) from the latent codes, against an "
+                                       "end-to-end CNN -> RUN/verification.json")
+    vf.add_argument("run")
+    vf.add_argument("--fast", action="store_true", help="fewer encoded images and training pairs, a 300-step CNN")
+    vf.add_argument("--device", default="auto")
+    vf.add_argument("--folds", type=int, help="person-disjoint folds (default 10; LFW's pairs.txt has its own)")
+    vf.add_argument("--pairs", type=int, help="same-person pairs per fold, and as many different (default 300)")
+    vf.add_argument("--cnn-steps", type=int, help="training steps of the baseline CNN, batch 64 (default 1500, "
+                                                  "--fast 300; 0: no baseline)")
+    vf.add_argument("--seed", type=int, default=0)
     sub.add_parser("runs", help="list run folders")
+    m = sub.add_parser("models", help="list the model families (--model choices) with their defaults")
+    m.add_argument("--markdown", action="store_true", help="as the README's table")
     w = sub.add_parser("import-weights", help="import a legacy .pt/.pth state dict (tensors only, never code) as a new run")
     w.add_argument("file")
     w.add_argument("--like", required=True, metavar="RUN", help="existing run whose config.json the weights fit")
@@ -207,18 +246,49 @@ def build_parser() -> argparse.ArgumentParser:
 
 COMMANDS = {"train": cmd_train, "encode": cmd_encode, "runs": cmd_runs, "preview": cmd_preview,
             "import-weights": cmd_import_weights, "export": cmd_export,
-            "evaluate": cmd_evaluate}
+            "evaluate": cmd_evaluate, "models": cmd_models, "verify": cmd_verify}
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Parse `argv` and run its command; the exit status: 2 on a config, data, run or file error (bad input), 1 when
+    the machine refuses (a file it may not write, a full disk, out of memory), 130 when interrupted. Every error is
+    one line on stderr, `error: <what and where>: <what to do>`, never a traceback."""
     argv = sys.argv[1:] if argv is None else argv
     a = build_parser().parse_args(argv)
     runs_dir = a.runs_dir or default_runs_dir()
     try:
         return COMMANDS[a.command](a, argv, runs_dir)
-    except (ConfigError, DataError, RunError, Diverged) as e:
-        print(f"error: {e}", file=sys.stderr)
+    except (ConfigError, DataError, RunError, Diverged, UntrustedFileError) as e:
+        _say(str(e))
         return 2
+    except OSError as e:
+        _say(os_error_message(e))
+        return 1
+    except (MemoryError, OutOfMemoryError):
+        _say("out of memory: use a smaller --batch-size (or --limit), or --device cpu when the GPU is the one full")
+        return 1
     except KeyboardInterrupt:
-        print("interrupted; the last checkpoint is kept (resume with --resume)", file=sys.stderr)
+        _say("interrupted; a training run continues from its last checkpoint with --resume")
         return 130
+
+
+def _say(message: str) -> None:
+    """Print `message` on stderr as one line after "error: " (the CLI's one error format)."""
+    print("error: " + " ".join(message.split()), file=sys.stderr)
+
+
+def os_error_message(e: OSError) -> str:
+    """An OSError as one sentence naming the file and the fix (a full disk, no permission, a read-only disk, ...)."""
+    name = e.filename
+    if name is not None and re.fullmatch(r"\..*\.tmp", Path(name).name):
+        name = Path(name).parent  # the temp file of an atomic write: the folder is what matters
+    where = f" ({name})" if name is not None else ""
+    if e.errno == errno.ENOSPC:
+        return (f"no space left on the disk{where}: free some space, or use --runs-dir (and LATENTLAB_CACHE) on "
+                f"another disk, then run the command again; files written before stay intact")
+    if e.errno == errno.EROFS:
+        return f"read-only file system{where}: copy the runs folder to a writable disk and use --runs-dir"
+    if isinstance(e, PermissionError):
+        return (f"permission denied{where}: make it writable (chmod -R u+w on the run folder), or copy the run to "
+                f"a folder of yours and use --runs-dir")
+    return f"{e.strerror or e}{where}: check the path, its permissions and the free disk space"

@@ -18,4 +18,5 @@ st.navigation([
     st.Page(PAGES / "generate.py", title="Generate", icon=":material/casino:"),
     st.Page(PAGES / "compare.py", title="Compare", icon=":material/compare:"),
     st.Page(PAGES / "metrics.py", title="Metrics", icon=":material/analytics:"),
+    st.Page(PAGES / "verification.py", title="Verification", icon=":material/how_to_reg:"),
 ]).run()

@@ -9,7 +9,7 @@ from core.runs import jobs
 from core.runs.folder import default_runs_dir
 from core.runs.summary import summaries
 from dashboard.bootstrap import ROOT
-from dashboard.common import USER_ERRORS
+from dashboard.common import USER_ERRORS, code, plain, say
 
 PAGES = ROOT / "pages"
 LINKS = (  # the page, and what it is for
@@ -19,6 +19,8 @@ LINKS = (  # the page, and what it is for
     ("arithmetic.py", "Arithmetic", "attribute vectors: add a smile, remove glasses"),
     ("generate.py", "Generate", "sample new faces, interpolate between two"),
     ("compare.py", "Compare", "two runs side by side on the same faces"),
+    ("metrics.py", "Metrics", "disentanglement, likelihood and edit scores; evaluate a run in the background"),
+    ("verification.py", "Verification", "same person or not? latent codes against an end-to-end CNN"),
 )
 # β-VAE on the built-in faces, short enough to watch finish: about a minute on a free 2-core CPU
 QUICK_DEMO = {"model": "beta-vae", "data.dataset": "synthfaces", "train.steps": 500, "train.val_every": 250}
@@ -45,8 +47,8 @@ def runs_table() -> None:
     rows = summaries()
     good, broken = [r for r in rows if r.problem is None], [r for r in rows if r.problem is not None]
     if not rows:
-        st.info(f"No runs yet in `{default_runs_dir()}`: train the demo model above, start a run on the **Train** "
-                "page, or copy a run folder here.")
+        say("info", "No runs yet in {folder}: train the demo model above, start a run on the **Train** page, or copy "
+                    "a run folder here.", folder=code(default_runs_dir()))
         return
     st.dataframe(
         [{"run": r.name, "model": r.model, "β": r.beta, "data": r.dataset,
@@ -57,14 +59,15 @@ def runs_table() -> None:
         column_config={"β": st.column_config.NumberColumn(width="small"),
                        "epochs": st.column_config.TextColumn(width="small"),
                        "created": st.column_config.DatetimeColumn(format="MM-DD HH:mm", width="small")})
-    st.caption("Losses in nats per image: loss, recon and KL over the last logged training interval, val −ELBO at "
-               "the last validation. "
-               f"Runs folder: `{default_runs_dir()}` (set `LATENTLAB_CHECKPOINTS` to use another).")
+    say("caption", "Losses in nats per image: loss, recon and KL over the last logged training interval, val −ELBO "
+                   "at the last validation. Runs folder: {folder} (set `LATENTLAB_CHECKPOINTS` to use another).",
+        folder=code(default_runs_dir()))
     for r in good:
         if r.error:
-            st.warning(f"**{r.name}** failed: {r.error}")
+            say("warning", "**{name}** failed: {error}", name=r.name, error=r.error)
     for r in broken:
-        st.warning(f"**{r.name}** (`{r.path}`) cannot be opened: {r.problem}")
+        say("warning", "**{name}** ({path}) cannot be opened: {problem}", name=r.name, path=code(r.path),
+            problem=r.problem)
 
 
 st.title("LatentLab")
@@ -80,7 +83,7 @@ st.markdown(
 st.button("Train a demo model now (β-VAE on SynthFaces, 500 steps: a minute or two on a CPU)",
           icon=":material/rocket_launch:", on_click=train_demo, key="home_demo")
 if flash := st.session_state.pop("home_flash", None):
-    st.error(flash)
+    st.error(plain(flash))
 st.markdown(
     "2. **Traversals**: slide one latent dim at a time and see what it changes; label the dims that mean something.\n"
     "3. **Embeddings** and **Arithmetic**: where attributes live in the latent space, and how to move along them.\n"

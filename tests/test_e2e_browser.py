@@ -28,7 +28,7 @@ FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-ne
          "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic"]
 SHOTS = Path(os.environ.get("LATENTLAB_SCREENSHOTS", ROOT / "test-artifacts" / "screenshots"))
 RUNS: dict[str, Path] = {}  # the server's runs folder, for tests that check what was (not) written
-PAGES = ["", "train", "traversals", "embeddings", "arithmetic", "generate", "compare", "metrics"]
+PAGES = ["", "train", "traversals", "embeddings", "arithmetic", "generate", "compare", "metrics", "verification"]
 
 if CHROMIUM is None and os.environ.get("LATENTLAB_E2E") == "required":
     raise RuntimeError("LATENTLAB_E2E=required but no chromium on PATH: apt-get install chromium")
