@@ -477,13 +477,17 @@ def contention_in_child(a: argparse.Namespace, policy: str) -> list[ContentionRo
     return rows
 
 
+def markdown_table(header: list[str], rows: list[list[str]]) -> str:
+    """A Markdown table, as RESULTS.md holds them."""
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in rows])
+
+
 def contention_table(rows: list[ContentionRow]) -> str:
-    lines = ["| preset | setup | OMP_WAIT_POLICY | threads idle / busy | idle images/s | under contention images/s |",
-             "|---|---|---|---|---|---|"]
-    for r in rows:
-        lines.append(f"| {r.preset} | {r.what} | {r.policy} | {r.threads_idle} / {r.threads_busy} | {r.idle:,.1f} | "
-                     f"{r.busy:,.1f} |")
-    return "\n".join(lines)
+    return markdown_table(["preset", "setup", "OMP_WAIT_POLICY", "threads idle / busy", "idle images/s",
+                           "under contention images/s"],
+                          [[r.preset, r.what, r.policy, f"{r.threads_idle} / {r.threads_busy}", f"{r.idle:,.1f}",
+                            f"{r.busy:,.1f}"] for r in rows])
 
 
 def contention_verdicts(rows: list[ContentionRow]) -> list[str]:
@@ -508,12 +512,10 @@ def tiny_arch(arch: ArchConfig) -> ArchConfig:
 
 
 def table(rows: list[Row]) -> str:
-    lines = ["| preset | setup | batch | images/s | TFLOP/s | % of matmul peak | peak memory (MiB) | |",
-             "|---|---|---|---|---|---|---|---|"]
-    for r in rows:
-        lines.append(f"| {r.preset} | {r.what} | {r.batch} | {r.images_per_s:,.1f} | {r.tflops:.3g} | "
-                     f"{r.percent:.3g} | {r.memory_mb:,.0f} | {r.kept} |")
-    return "\n".join(lines)
+    return markdown_table(["preset", "setup", "batch", "images/s", "TFLOP/s", "% of matmul peak", "peak memory (MiB)",
+                           ""],
+                          [[r.preset, r.what, str(r.batch), f"{r.images_per_s:,.1f}", f"{r.tflops:.3g}",
+                            f"{r.percent:.3g}", f"{r.memory_mb:,.0f}", str(r.kept)] for r in rows])
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

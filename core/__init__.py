@@ -9,7 +9,8 @@ enforces this):
   data/          data sets, decoding, caches, pictures    (config)
   runs/          run folders, status, labels, weights, background jobs (config, data, models)
   explore/       encode, traverse, arithmetic, generate, embeddings, label suggestions (runs, data, models)
-  metrics/       disentanglement, likelihood, probes, edits, evaluation (explore, runs, data, models)
+  metrics/       disentanglement, likelihood, probes, edits, face verification, evaluation (explore, runs, data,
+                 models)
   training/      the loop, batches, data feed, speed-ups, distributed (runs, objectives, data, models)
   cli.py         `python -m core ...` on top of all of them
 """

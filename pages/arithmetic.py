@@ -2,7 +2,8 @@
 import numpy as np
 import streamlit as st
 
-from core.explore.arithmetic import VectorError, VectorSpec, build_vector, column, edit, preset_attribute, separation_auc, strata, strongest_dims
+from core.explore.arithmetic import (VectorError, VectorSpec, build_vector, column, edit, preset_attribute,
+                                     separation_auc, strata, strongest_dims, unlearned_warning)
 from core.explore.condition import attribute_column, condition_edit, face_conditions, reconstruct
 from core.runs.labels import LabelError, dim_name, load_labels
 from dashboard.common import (decode_codes, encode_faces, load_data_or_none, load_encodings, load_model, md,
@@ -95,6 +96,8 @@ m3.metric("ROC-AUC of z·ΔZ (held-out)", "n/a" if auc is None else f"{auc:.3f}"
           help=plain(why_no_auc) if why_no_auc else
           f"on {len(test_labels):,} test faces: {int(test_labels.sum()):,} with, {int((~test_labels).sum()):,} without")
 m4.metric("|ΔZ|", f"{np.linalg.norm(delta):.3g}")
+if warning := unlearned_warning(attribute, auc):
+    st.warning(plain(warning))
 try:
     labels = load_labels(run)
 except LabelError as e:

@@ -7,9 +7,11 @@ import plotly.graph_objects as go
 import streamlit as st
 from plotly.colors import qualitative
 
-from core.explore.colouring import Colouring, colour_options, colouring, plot_order, projector_tsv, selected_rows, selection_summary, thumbnail_rows
+from core.explore.colouring import (Colouring, colour_options, colouring, plot_order, projector_tsv, selected_rows,
+                                    selection_summary, thumbnail_rows)
 from core.explore.projection import EmbedError, UmapParams, pca_2d
-from core.explore.umap_job import UmapJob, cached_encodings, load_encodings as cached_or_fresh_encodings, start_umap, umap_status
+from core.explore.umap_job import (UmapJob, cached_encodings, load_encodings as cached_or_fresh_encodings, start_umap,
+                                   umap_status)
 from core.runs.labels import LabelError, dim_name, load_labels
 from core.runs.folder import Run
 from dashboard.charts import chart_text

@@ -8,7 +8,9 @@ from core.explore.generate import prior_codes, sample_indices
 from core.runs.labels import DimLabel, LabelError, dim_name, labels_csv, labels_json, load_labels, save_label
 from core.runs.folder import Run
 from core.explore.suggest import MIN_ABS_R, Suggestion, attribute_correlations
-from core.explore.traverse import COLLAPSED_NATS, RANGE_MODES, collapsed, decode_grid, dim_ranges, encode_faces, kl_from_encodings, kl_from_metrics, kl_order, labelled_grid, png_bytes, traversal_gif, traversal_values
+from core.explore.traverse import (COLLAPSED_NATS, RANGE_MODES, collapsed, decode_grid, dim_ranges, encode_faces,
+                                   kl_from_encodings, kl_from_metrics, kl_order, labelled_grid, png_bytes,
+                                   traversal_gif, traversal_values)
 from core.explore.traverse import group_title, latent_groups
 from dashboard.common import (load_data_or_none, load_encodings, load_model, md, pick_faces, pick_run, plain,
                               user_errors)

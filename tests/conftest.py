@@ -1,6 +1,7 @@
 """Shared pytest fixtures."""
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -77,3 +78,12 @@ def tiny_runs_dir(tmp_path_factory):
     modvae.arch.latent_dim = 12  # 9 factor blocks + 3 free dims: pages must cope with any latent size
     train(modvae, root, progress=False)
     return root
+
+
+@pytest.fixture
+def sleeper():
+    """A live process that is none of ours to stop: a forged record may name it."""
+    proc = subprocess.Popen(["sleep", "60"])
+    yield proc
+    proc.kill()
+    proc.wait()

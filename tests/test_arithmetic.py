@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from core.explore.arithmetic import VectorError, VectorSpec, attribute_vector, build_vector, conditional_vector, edit, preset_attribute, separation_auc, strata, strongest_dims
+from core.explore.arithmetic import (VectorError, VectorSpec, attribute_vector, build_vector, conditional_vector, edit,
+                                     preset_attribute, separation_auc, strata, strongest_dims)
 from core.data import DataError
 from core.explore.generate import decode, interpolate, parse_indices, prior_codes, sample_indices
 from core.models.vae import VAE

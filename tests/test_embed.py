@@ -14,8 +14,10 @@ import pytest
 from core.explore import umap_job
 from core.data import DataError
 from core.explore.projection import EmbedError, UmapParams, pca_2d, umap_2d
-from core.explore.umap_job import cached_encodings, compute_umap, embedding_path, load_encodings, load_umap, start_umap, umap_status
-from core.explore.colouring import colour_options, colouring, projector_tsv, selected_rows, selection_summary, thumbnail_rows
+from core.explore.umap_job import (cached_encodings, compute_umap, embedding_path, load_encodings, load_umap,
+                                   start_umap, umap_status)
+from core.explore.colouring import (colour_options, colouring, projector_tsv, selected_rows, selection_summary,
+                                    thumbnail_rows)
 from core.explore.encode import encodings_path
 from core.runs.folder import Run
 

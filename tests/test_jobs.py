@@ -119,15 +119,6 @@ def test_progress_of_a_run_started_elsewhere_and_of_a_broken_folder(tiny_runs_di
     assert jobs.progress(Run(broken)).state == "unknown" and "config" in jobs.progress(Run(broken)).error
 
 
-@pytest.fixture
-def sleeper():
-    """A live process that no job of ours started."""
-    proc = subprocess.Popen(["sleep", "60"])
-    yield proc
-    proc.kill()
-    proc.wait()
-
-
 @pytest.mark.skipif(not process.HAS_PROC, reason="SKIPPED: needs Linux /proc")
 def test_a_forged_status_naming_a_live_unrelated_process_is_never_signalled(tmp_path, sleeper):
     run = create_run(tiny_config("forged"), tmp_path)

@@ -9,6 +9,8 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from core.explore.arithmetic import LEARNED_AUC, unlearned_warning
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -64,6 +66,15 @@ def test_arithmetic_renders_counts_auc_and_the_smile_button_selects_smiling(runs
     at.button[1].click().run()
     assert at.selectbox(key="arith_attribute").value == "Sunglasses"
     assert not at.exception
+
+
+def test_arithmetic_says_when_the_run_has_not_learned_the_attribute(runs_dir, monkeypatch):
+    at = open_page("arithmetic.py", runs_dir, monkeypatch)
+    auc = float({m.label: m.value for m in at.metric}["ROC-AUC of z·ΔZ (held-out)"])
+    warned = [w.value for w in at.warning if "hasn't learned Smiling" in w.value]
+    assert bool(warned) == (auc < LEARNED_AUC)  # the tiny runs: whichever way their AUC fell, the page agrees
+    assert unlearned_warning("Smiling", 0.54).startswith("This run hasn't learned Smiling (held-out AUC 0.54")
+    assert unlearned_warning("Smiling", 0.97) is None and unlearned_warning("Smiling", None) is None
 
 
 def test_moving_alpha_changes_only_the_edited_image(runs_dir, monkeypatch):

@@ -19,15 +19,6 @@ from tests.tiny import tiny_config
 OTHER_HOST = "some-other-machine.invalid"
 
 
-@pytest.fixture
-def sleeper():
-    """A live process that is none of ours to stop: a forged record may name it."""
-    proc = subprocess.Popen(["sleep", "60"])
-    yield proc
-    proc.kill()
-    proc.wait()
-
-
 def dead_pid() -> int:
     ended = subprocess.Popen(["true"])
     ended.wait()

@@ -17,7 +17,8 @@ from core.models.vae import VAE
 from core.runs.folder import Run
 from core.explore.suggest import Suggestion, attribute_correlations, correlations
 from core.explore.generate import prior_codes
-from core.explore.traverse import collapsed, decode_grid, dim_ranges, encode_faces, gif_bytes, kl_from_encodings, kl_from_metrics, kl_order, labelled_grid, traversal_gif, traversal_values
+from core.explore.traverse import (collapsed, decode_grid, dim_ranges, encode_faces, gif_bytes, kl_from_encodings,
+                                   kl_from_metrics, kl_order, labelled_grid, traversal_gif, traversal_values)
 from tests.tiny import TINY_ARCH
 
 

@@ -25,6 +25,18 @@ from core.data.base import DataError
 
 METHODS = ("mean", "balanced")
 
+# Below this held-out ROC-AUC of z·ΔZ a vector barely separates faces with the attribute from those without: the run
+# has not learned the attribute, and adding the vector changes little that a person would call that attribute.
+LEARNED_AUC = 0.75
+
+
+def unlearned_warning(attribute: str, auc: float | None) -> str | None:
+    """What to tell a user before they edit along `attribute`'s vector whose held-out AUC is `auc`, or None."""
+    if auc is None or auc >= LEARNED_AUC:
+        return None
+    return (f"This run hasn't learned {attribute} (held-out AUC {auc:.2f}, below {LEARNED_AUC}): the edit won't "
+            "show. Train longer, or with a sharper reconstruction term (--recon calibrated).")
+
 
 class VectorError(DataError):
     """An attribute vector cannot be built from these labels (no positives, no usable strata, ...)."""
