@@ -504,3 +504,14 @@ def read_json_lines(path: str | Path, schema: Schema = ANY, *, tail_bytes: int |
             except _Invalid:
                 continue
     return records
+
+
+def json_safe(obj: Any) -> Any:
+    """`obj` with every non-finite float replaced by null: JSON has no NaN or inf (and our readers refuse them)."""
+    if isinstance(obj, dict):
+        return {k: json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [json_safe(v) for v in obj]
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    return obj

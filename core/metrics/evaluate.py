@@ -15,8 +15,8 @@ import sklearn
 import torch
 
 from core.data import Dataset, load_dataset
-from core.fileio import (ANY, Bool, Int, ListOf, MapOf, Nullable, Num, Obj, OneOf, Str, UntrustedFileError, read_json,
-                         write_json)
+from core.fileio import (ANY, Bool, Int, ListOf, MapOf, Nullable, Num, Obj, OneOf, Str, UntrustedFileError, json_safe,
+                         read_json, write_json)
 from core.runs.folder import Run
 from core.device import pick_device
 from core.metrics.registry import Context, GROUND_TRUTH, METRICS, SECTIONS, apply_overrides, default_settings
@@ -124,7 +124,7 @@ def evaluate_run(run: Run, metrics: Iterable[str] | None = None, fast: bool = Fa
             result = {**out, "settings": settings[name], "seed": seed, "fast": fast,
                       "seconds": round(time.perf_counter() - start, 2), "step": step}
         doc["results"].pop(name, None)  # re-insert: the file lists results in the order they were computed
-        doc["results"][name] = _finite(result)
+        doc["results"][name] = json_safe(result)
         doc["updated"] = time.time()
         write_json(run.path / FILE, doc)
     return doc
@@ -151,13 +151,3 @@ def _versions() -> dict[str, str]:
     return {"scikit-learn": sklearn.__version__, "torch": torch.__version__, "numpy": np.__version__,
             "python": platform.python_version()}
 
-
-def _finite(obj):
-    """JSON has no NaN/inf: non-finite floats become null."""
-    if isinstance(obj, dict):
-        return {k: _finite(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_finite(v) for v in obj]
-    if isinstance(obj, float) and not np.isfinite(obj):
-        return None
-    return obj

@@ -25,7 +25,7 @@ from core.config import RunConfig
 from core.data import DataError, Dataset, load_dataset
 from core.device import pick_device
 from core.explore.encode import load_or_encode
-from core.fileio import write_json
+from core.fileio import json_safe, write_json
 from core.metrics import identity_cnn
 from core.metrics.verification_pairs import (Pairs, PeopleSplit, find_lfw_pairs, lfw_pairs, make_folds, person_ids,
                                              read_lfw_pairs, split_people)
@@ -182,7 +182,7 @@ def verify_run(run: Run, settings: VerifySettings | None = None, fast: bool = Fa
            "versions": {"scikit-learn": sklearn.__version__, "torch": torch.__version__, "numpy": np.__version__,
                         "python": platform.python_version()},
            "seconds": round(time.perf_counter() - start, 1), "updated": time.time()}
-    write_json(run.path / FILE, _finite(doc))
+    write_json(run.path / FILE, json_safe(doc))
     return doc
 
 
@@ -253,13 +253,3 @@ def _examples(dataset: Dataset, persons: np.ndarray, pairs: Pairs, result: dict,
             row["identity_distance"] = d
     return {"score": best, "pairs": rows}
 
-
-def _finite(obj):
-    """JSON has no NaN/inf: non-finite floats become null."""
-    if isinstance(obj, dict):
-        return {k: _finite(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_finite(v) for v in obj]
-    if isinstance(obj, float) and not np.isfinite(obj):
-        return None
-    return obj
