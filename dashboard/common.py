@@ -9,7 +9,7 @@ import re
 import string
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import streamlit as st
@@ -222,3 +222,14 @@ def show_strip(images: np.ndarray, ncol: int, caption: str | None = None, max_wi
     shrink to fit the page instead of running off its right edge."""
     picture = grid(images, ncol)
     st.image(picture, caption=caption, width=min(2 * picture.shape[1], max_width), output_format="PNG")
+
+
+def start_background(start: Callable[..., None], run: Run, doing: str, flash_key: str) -> None:
+    """Button callback: start a background job on `run` (an evaluation, a verification) and leave the outcome for
+    the next rerun in `st.session_state[flash_key]` as (kind, Markdown-safe text)."""
+    try:
+        start(run, fast=True)
+        st.session_state[flash_key] = ("info", md("Started {doing} {name} in the background.", doing=doing,
+                                                  name=run.name))
+    except USER_ERRORS as e:
+        st.session_state[flash_key] = ("error", plain(e))

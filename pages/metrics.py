@@ -10,7 +10,7 @@ from core.metrics.tables import (DISENTANGLEMENT, SCORES, comparison_rows, edit_
                                  score_rows, skipped_ground_truth)
 from core.runs.folder import list_runs
 from dashboard.charts import chart_rows
-from dashboard.common import USER_ERRORS, code, md, pick_run, plain, say, user_errors
+from dashboard.common import code, md, pick_run, plain, say, start_background, user_errors
 
 POLL_S = 2
 
@@ -18,14 +18,6 @@ st.title("Metrics")
 run = pick_run(key="met")
 if run is None:
     st.stop()
-
-
-def start(run) -> None:
-    try:
-        start_evaluation(run, fast=True)
-        st.session_state["met_flash"] = ("info", md("Started evaluating {name} in the background.", name=run.name))
-    except USER_ERRORS as e:
-        st.session_state["met_flash"] = ("error", plain(e))
 
 
 @st.fragment(run_every=POLL_S)
@@ -41,7 +33,8 @@ def job_panel(run) -> None:
                                      + (md(" · now: {current}", current=p.current) if p.current else ""))
     else:
         st.button(md("Evaluate {name} (fast mode, in the background)", name=run.name), key="met_start",
-                  icon=":material/play_arrow:", on_click=start, args=(run,))
+                  icon=":material/play_arrow:", on_click=start_background,
+                  args=(start_evaluation, run, "evaluating", "met_flash"))
     if flash := st.session_state.pop("met_flash", None):
         getattr(st, flash[0])(plain(flash[1]))  # Markdown from md() / plain(): kept as it is
     if p.log:

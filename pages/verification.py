@@ -8,7 +8,7 @@ from core.metrics.verification_job import (start_verification, verification_log,
 from core.metrics.verification_tables import (REPRESENTATIONS, SCORE_LABELS, best_rows, example_rows,
                                               pair_image_index, result_rows, roc_rows, verifiable_runs)
 from core.runs.folder import list_runs
-from dashboard.common import USER_ERRORS, load_data_or_none, plain, show_grid, user_errors
+from dashboard.common import load_data_or_none, plain, show_grid, start_background, user_errors
 
 POLL_S = 2
 OUTCOMES = {"false accept": "different people the score calls the same (most confident first)",
@@ -38,14 +38,6 @@ st.query_params["run"] = name
 run = offered[names.index(name)]
 
 
-def start(run) -> None:
-    try:
-        start_verification(run, fast=True)
-        st.session_state["ver_flash"] = ("info", f"Started verifying {run.name} in the background.")
-    except USER_ERRORS as e:
-        st.session_state["ver_flash"] = ("error", str(e))
-
-
 @st.fragment(run_every=POLL_S)
 def job_panel(run) -> None:
     running = verification_running(run)
@@ -61,7 +53,8 @@ def job_panel(run) -> None:
     elif doc is None or doc.get("step") != run.checkpoint_step():
         label = "Verify" if doc is None else "Verify again (the checkpoint is newer than the results)"
         st.button(f"{label}: {run.name} (fast mode, in the background)", key="ver_start",
-                  icon=":material/play_arrow:", on_click=start, args=(run,))
+                  icon=":material/play_arrow:", on_click=start_background,
+                  args=(start_verification, run, "verifying", "ver_flash"))
     if flash := st.session_state.pop("ver_flash", None):
         getattr(st, flash[0])(plain(flash[1]))
     if log := verification_log(run):
