@@ -5,7 +5,8 @@ import streamlit as st
 from dashboard.access import local_only
 from dashboard.bootstrap import ROOT
 
-st.set_page_config(page_title="LatentLab", page_icon=":material/explore:", layout="wide")
+# a local file: a Material icon here would be fetched from a font server, and the app must work offline
+st.set_page_config(page_title="LatentLab", page_icon=str(ROOT / "dashboard" / "favicon.png"), layout="wide")
 local_only()  # before any page runs
 
 PAGES = ROOT / "pages"

@@ -207,3 +207,17 @@ def test_user_text_is_shown_as_typed_and_fetches_nothing_in_a_real_browser(serve
         httpd.shutdown()
         httpd.server_close()
         shutil.rmtree(run, ignore_errors=True)
+
+
+def test_the_dashboard_requests_nothing_but_its_own_server(server, browser):
+    """It must work offline: no font, icon or script from another host (the favicon once came from a font server)."""
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    hosts = set()
+    page.on("request", lambda request: hosts.add(request.url.split("/")[2]))
+    try:
+        for path in ("", "traversals", "metrics"):
+            page.goto(f"{server}/{path}")
+            settle(page)
+        assert hosts == {server.split("/")[2]}, hosts
+    finally:
+        page.close()
