@@ -26,7 +26,7 @@ from core.runs.folder import Run, create_run
 from core.training.batches import ShuffledBatches
 from core.training.feed import Feed
 from core.training.loop import Trainer, resume, train
-from tests.tiny import TINY_ARCH, tiny_config
+from tests.tiny import tiny_config
 
 ROOT = Path(__file__).resolve().parents[1]
 SYNTH = SynthFaces()

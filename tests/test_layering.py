@@ -8,15 +8,16 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-BASE = {"core.settings", "core.registry", "core.fileio", "core.config", "core.device"}
+BASE = {"core.settings", "core.registry", "core.schema", "core.fileio", "core.config", "core.device"}
 # What each layer may import besides itself and the standard/third-party libraries.
 ALLOWED = {
     "core.settings": set(),
     "core.registry": {"core.settings"},
-    "core.fileio": set(),
+    "core.schema": set(),
+    "core.fileio": {"core.schema"},
     "core.models": {"core.settings", "core.registry"},
     "core.objectives": {"core.settings", "core.registry", "core.models"},
-    "core.config": {"core.settings", "core.registry", "core.fileio", "core.models", "core.objectives"},
+    "core.config": {"core.settings", "core.registry", "core.schema", "core.fileio", "core.models", "core.objectives"},
     "core.device": {"core.settings", "core.config"},
     "core.data": BASE | {"core.models", "core.objectives"},
     "core.runs": BASE | {"core.models", "core.objectives", "core.data"},

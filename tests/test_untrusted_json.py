@@ -22,8 +22,8 @@ from core.data import cache
 from core.explore.projection import UmapParams
 from core.explore.traverse import kl_from_metrics
 from core.explore.umap_job import embedding_path, umap_status
-from core.fileio import (ANY, Int, ListOf, MapOf, Nullable, Num, Obj, OneOf, Str, UntrustedFileError, parse_json,
-                         read_json, read_json_lines)
+from core.fileio import UntrustedFileError, parse_json, read_json, read_json_lines
+from core.schema import ANY, Int, ListOf, MapOf, Nullable, Num, Obj, OneOf, Str
 from core.metrics import background, report, tables
 from core.metrics.evaluate import FORMAT, load_eval
 from core.runs import jobs, process

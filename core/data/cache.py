@@ -31,7 +31,8 @@ import numpy as np
 from tqdm import tqdm
 
 from core.data.base import IMAGE_SIZE, DataError
-from core.fileio import ListOf, Obj, Str, read_json, write_json
+from core.fileio import read_json, write_json
+from core.schema import ListOf, Obj, Str
 from core.data.decode import RESAMPLE, SHAPE, SquareCrop, _decode_all
 
 

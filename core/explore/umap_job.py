@@ -26,7 +26,8 @@ from typing import Sequence
 import numpy as np
 from core.data import DataError, Dataset
 from core.explore.encode import UNREADABLE, encodings_path, load_or_encode, read_encodings
-from core.fileio import ListOf, Nullable, Num, Obj, Str, UntrustedFileError, atomic_path, locked, read_json, write_json
+from core.fileio import UntrustedFileError, atomic_path, locked, read_json, write_json
+from core.schema import ListOf, Nullable, Num, Obj, Str
 from core.runs import process
 from core.runs.folder import Run
 from core.explore.projection import Progress, UmapParams, umap_2d

@@ -19,7 +19,8 @@ from sklearn.metrics import roc_auc_score
 from torch import nn
 
 from core.data import DataError, Dataset
-from core.fileio import ANY, MapOf, Nullable, Num, Obj, Str, read_json, write_bytes, write_json
+from core.fileio import read_json, write_bytes, write_json
+from core.schema import ANY, MapOf, Nullable, Num, Obj, Str
 from core.device import to_float
 
 WEIGHTS = "classifier.safetensors"

@@ -15,8 +15,8 @@ import sklearn
 import torch
 
 from core.data import Dataset, load_dataset
-from core.fileio import (ANY, Bool, Int, ListOf, MapOf, Nullable, Num, Obj, OneOf, Str, UntrustedFileError, json_safe,
-                         read_json, write_json)
+from core.fileio import UntrustedFileError, json_safe, read_json, write_json
+from core.schema import ANY, Bool, Int, ListOf, MapOf, Nullable, Num, Obj, OneOf, Str
 from core.runs.folder import Run
 from core.device import pick_device
 from core.metrics.registry import Context, GROUND_TRUTH, METRICS, SECTIONS, apply_overrides, default_settings

@@ -25,8 +25,9 @@ from torch import nn
 from safetensors import safe_open
 from safetensors.torch import save_file
 from core.config import RUN_NAME, RunConfig
-from core.fileio import (Int, ListOf, Num, Obj, OneOf, Str, UntrustedFileError, atomic_path, check_inside, locked,
-                         open_append, read_json, read_json_lines, write_json)
+from core.fileio import (UntrustedFileError, atomic_path, check_inside, locked, open_append, read_json, read_json_lines,
+                         write_json)
+from core.schema import Int, ListOf, Num, Obj, OneOf, Str
 from core.models.vae import VAE
 from core.runs import process
 

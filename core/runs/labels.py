@@ -13,7 +13,8 @@ import json
 import time
 from dataclasses import asdict, dataclass
 
-from core.fileio import Bool, MapOf, Num, Obj, Str, UntrustedFileError, locked, read_json, write_json
+from core.fileio import UntrustedFileError, locked, read_json, write_json
+from core.schema import Bool, MapOf, Num, Obj, Str
 from core.runs.folder import Run
 
 FILE = "labels.json"

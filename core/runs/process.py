@@ -25,7 +25,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from core.fileio import Int, ListOf, Nullable, Num, Obj, Str, UntrustedFileError, open_append, read_json, write_json
+from core.fileio import UntrustedFileError, open_append, read_json, write_json
+from core.schema import Int, ListOf, Nullable, Num, Obj, Str
 
 ROOT = Path(__file__).resolve().parents[2]  # the repository root: where `core` is imported from
 ALIVE, DEAD, UNKNOWN = "alive", "dead", "unknown"

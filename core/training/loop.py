@@ -27,7 +27,6 @@ from core.device import pick_device, to_float
 from core.data.images import grid, save_png
 from core.objectives.objective import Objective
 from core.models.modvae import Clamp, FactorBlocks
-from core.models.vae import VAE
 from core.runs.folder import Run, RunError, create_run
 from core.training.speed import Speedups
 from core.training.threads import ThreadGovernor
