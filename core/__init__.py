@@ -2,8 +2,8 @@
 
 Folders, lowest layer first (a module imports only from its own folder and the layers below it; tests/test_layering.py
 enforces this):
-  config.py, fileio.py, device.py, registry.py   settings, atomic files and the untrusted-JSON reader, devices,
-                                                 name registries
+  config.py, fileio.py, schema.py, device.py,    settings, atomic files and the untrusted-JSON reader, its
+  registry.py                                    schemas, devices, name registries
   models/        networks and model families             (nothing above)
   objectives/    likelihoods, KL, regularisers, schedules (models)
   data/          data sets, decoding, caches, pictures    (config)
