@@ -6,10 +6,11 @@ import streamlit as st
 
 from core.metrics.background import evaluation_progress, evaluation_running, start_evaluation
 from core.metrics.evaluate import load_eval
+from core.metrics.leaderboard import LABELS, Group, group_runs, leaderboard_rows, scatter_points, sort_groups
 from core.metrics.tables import (DISENTANGLEMENT, SCORES, comparison_rows, edit_rows, judge_rows, probe_rows,
                                  score_rows, skipped_ground_truth)
 from core.runs.folder import list_runs
-from dashboard.charts import chart_rows
+from dashboard.charts import chart_rows, chart_text
 from dashboard.common import code, md, pick_run, plain, say, start_background, user_errors
 
 POLL_S = 2
@@ -86,8 +87,9 @@ else:
 
 st.divider()
 st.subheader("All evaluated runs")
+runs = list_runs()
 with user_errors():
-    table = comparison_rows(list_runs())
+    table = comparison_rows(runs)
 if not table:
     st.info("No run has an eval.json yet.")
     st.stop()
@@ -105,5 +107,52 @@ if disentanglement:
                                title=f"Reconstruction error vs {d}"), width="stretch")
 else:
     c2.info("No evaluated run has disentanglement metrics (they need a ground-truth data set such as SynthFaces).")
-if running := [r.name for r in list_runs() if evaluation_running(r)]:
+if running := [r.name for r in runs if evaluation_running(r)]:
     say("caption", "Still evaluating: {runs}.", runs=", ".join(running))
+
+
+def leaderboard(groups: list[Group]) -> None:
+    st.subheader("Leaderboard")
+    dataset = st.selectbox("Data set", sorted({g.dataset for g in groups}), key="met_lb_dataset")
+    shown = [g for g in groups if g.dataset == dataset]
+    present = [label for label in LABELS if any(g.scores[label] is not None for g in shown)]
+    if not present:
+        say("info", "No evaluated run on {dataset} has a score yet.", dataset=dataset)
+        return
+    dci = SCORES["dci"][0]
+    c1, c2 = st.columns([3, 1], vertical_alignment="bottom")
+    by = c1.selectbox("Sort by", present, index=present.index(dci) if dci in present else 0, key="met_lb_sort")
+    descending = c2.toggle("Highest first", value=True, key="met_lb_descending")
+    st.dataframe(leaderboard_rows(sort_groups(shown, by, descending), present), hide_index=True,
+                 column_config={label: st.column_config.NumberColumn(format="%.4g")
+                                for label in present + [f"{label} ±" for label in present]})
+    st.caption("One row per model family, data set, hyper-parameters (the settings that differ from the family's "
+               "and the network preset's defaults, seeds and logging left out) and evaluated step. Each score is "
+               "the mean over the row's seeds, with their standard deviation in its ± column (empty for one seed). "
+               "Click a column heading to sort by it.")
+    for g in shown:
+        if g.note:
+            say("caption", "**{run}** has a row of its own: {error}", run=g.runs[0], error=g.note)
+
+    reconstruction = [label for label in (SCORES["reconstruction"][0], SCORES["likelihood"][0]) if label in present]
+    disentanglement = [label for label in DISENTANGLEMENT if label in present]
+    if not reconstruction or not disentanglement:
+        say("info", "The scatter needs a reconstruction score (MSE or IWAE) and a disentanglement metric (computed on "
+                    "data sets with ground-truth factors, such as SynthFaces and dSprites); the runs on {dataset} do "
+                    "not have both.", dataset=dataset)
+        return
+    c1, c2 = st.columns(2)
+    x = c1.selectbox("Reconstruction", reconstruction, key="met_lb_x")
+    y = c2.selectbox("Disentanglement", disentanglement, key="met_lb_y")
+    points = scatter_points(shown, x, y)
+    if len(points) < 2:
+        say("info", ("One group only" if points else "No group") + " has both {x} and {y} on {dataset}: nothing to "
+                    "compare yet.", x=x, y=y, dataset=dataset)
+        return
+    st.plotly_chart(px.scatter(chart_rows(points), x=x, y=y, error_x=f"{x} ±", error_y=f"{y} ±", color="family",
+                               hover_name="hyper-parameters", hover_data=["seeds"],
+                               title=f"{x} vs {y} on {chart_text(dataset)}: mean ± std over seeds"), width="stretch")
+
+
+st.divider()
+leaderboard(group_runs(runs, table))

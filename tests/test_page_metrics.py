@@ -17,7 +17,7 @@ from core.metrics.evaluate import FILE, evaluate_run
 from core.metrics.registry import METRICS
 from core.runs import process
 from core.runs.folder import Run, RunError
-from tests.tiny import use_copy
+from tests.tiny import evaluated_run, tiny_config, use_copy
 
 ROOT = Path(__file__).resolve().parents[1]
 SMALL = ["mig.num_train=300", "reconstruction.num_images=32", "probes.num_train=300", "probes.num_test=200",
@@ -46,6 +46,11 @@ def page(run: str) -> AppTest:
 
 def messages(at: AppTest) -> str:
     return " ".join(str(m.value) for m in [*at.error, *at.warning, *at.info, *at.success])
+
+
+def table_with(at: AppTest, column: str):
+    """The first table on the page that has `column`."""
+    return next(d.value for d in at.dataframe if column in d.value)
 
 
 def chart_titles(at: AppTest) -> list[str]:
@@ -83,7 +88,7 @@ def test_scores_charts_and_comparison_of_evaluated_runs(evaluated, tmp_path, mon
     assert list(scores["metric"]) == ["mig", "reconstruction", "probes", "edits"]
     judge = at.dataframe[1].value
     assert list(judge["attribute"]) == ["Smiling", "Eyeglasses", "Sunglasses"] and (judge["faces edited"] == 8).all()
-    assert sorted(at.dataframe[-1].value["run"]) == ["tiny-bvae", "tiny-modvae"]
+    assert sorted(table_with(at, "run")["run"]) == ["tiny-bvae", "tiny-modvae"]
     titles = chart_titles(at)
     assert any("held-out ROC-AUC" in t for t in titles) and any(t.endswith(": flip rate") for t in titles)
     assert "β vs MIG" in titles and "Reconstruction error vs MIG" in titles
@@ -94,6 +99,35 @@ def test_scores_charts_and_comparison_of_evaluated_runs(evaluated, tmp_path, mon
     at.selectbox(key="met_beta_metric").set_value("reconstruction MSE/pixel").run()
     assert "β vs reconstruction MSE/pixel" in chart_titles(at)
     assert not at.exception
+
+
+def test_the_leaderboard_groups_seeds_and_plots_reconstruction_against_disentanglement(tmp_path, monkeypatch):
+    root = tmp_path / "runs"
+    root.mkdir()
+    monkeypatch.setenv("LATENTLAB_CHECKPOINTS", str(root))
+    grid = {("beta-vae", "dsprites"): (0.6, 0.8), ("vae", "dsprites"): (0.1, 0.3), ("vae", "synthfaces"): (0.5,)}
+    for (model, dataset), scores in grid.items():
+        for seed, dci in enumerate(scores):
+            config = tiny_config(f"{model}-{dataset}-s{seed}", model=model, dataset=dataset, seed=seed)
+            dci_result = {"disentanglement": dci, "completeness": 0.5, "informativeness_train": 1,
+                          "informativeness_test": 1}
+            evaluated_run(root, config, {"dci": dci_result, "reconstruction": {"mse_per_pixel": 0.01 * (seed + 1)}})
+    at = page("vae-dsprites-s0")
+    assert not at.exception, at.exception
+    board = table_with(at, "hyper-parameters")
+    assert list(board["family"]) == ["beta-vae", "vae"] and list(board["seeds"]) == [2, 2]
+    assert list(board["DCI disentanglement"]) == pytest.approx([0.7, 0.2])
+    assert list(board["DCI disentanglement ±"]) == pytest.approx([0.1 * 2**0.5] * 2)
+    assert list(board["reconstruction MSE/pixel"]) == pytest.approx([0.015] * 2)
+    assert "reconstruction MSE/pixel vs DCI disentanglement on dsprites: mean ± std over seeds" in chart_titles(at)
+
+    at.toggle(key="met_lb_descending").set_value(False).run()
+    assert list(table_with(at, "hyper-parameters")["family"]) == ["vae", "beta-vae"]
+    at.selectbox(key="met_lb_dataset").set_value("synthfaces").run()
+    assert not at.exception, at.exception
+    assert list(table_with(at, "hyper-parameters")["seeds"]) == [1]
+    assert "One group only has both reconstruction MSE/pixel and DCI disentanglement on synthfaces" in messages(at)
+    assert not [t for t in chart_titles(at) if "over seeds" in t]
 
 
 def test_a_real_data_run_says_it_has_no_disentanglement_metrics(evaluated, tmp_path, monkeypatch):

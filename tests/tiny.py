@@ -1,6 +1,7 @@
 """Tiny configs that train in seconds on a 2-core CPU, and helpers shared by the training and page tests."""
 from __future__ import annotations
 
+import json
 import shutil
 from dataclasses import replace
 from pathlib import Path
@@ -27,6 +28,23 @@ def encoded_copy(runs_dir: Path, dest: Path, split: str, limit: int) -> Path:
     for run in list_runs(root):
         load_or_encode(run, split, limit)
     return root
+
+
+def evaluated_run(root: Path, config: RunConfig, results: dict, step: int | None = None) -> Path:
+    """A run folder made without training, for tables and pages that read only config.json and eval.json: those
+    two (`results` at `step`, by default the config's last step) and an empty checkpoint file, so that the run
+    pickers list it."""
+    from core.metrics.evaluate import FILE, FORMAT
+    from core.runs.folder import CHECKPOINT
+
+    path = root / config.name
+    path.mkdir(parents=True)
+    (path / "config.json").write_text(config.to_json())
+    (path / FILE).write_text(json.dumps({"format": FORMAT, "run": config.name, "model": config.model,
+                                         "dataset": config.data.dataset, "latent_dim": config.arch.latent_dim,
+                                         "step": config.train.steps if step is None else step, "results": results}))
+    (path / CHECKPOINT).touch()
+    return path
 
 
 def use_copy(source: Path, dest: Path, monkeypatch) -> Path:
