@@ -6,9 +6,10 @@ enforces this):
   registry.py                                    schemas, devices, name registries
   models/        networks and model families             (nothing above)
   objectives/    likelihoods, KL, regularisers, schedules (models)
-  data/          data sets, decoding, caches, pictures    (config)
+  data/          data sets, decoding, caches, pictures, uploaded photos (config)
   runs/          run folders, status, labels, weights, background jobs (config, data, models)
-  explore/       encode, traverse, arithmetic, generate, embeddings, label suggestions (runs, data, models)
+  explore/       encode, traverse, arithmetic, generate, embeddings, label suggestions, photo edits (runs, data,
+                 models)
   metrics/       disentanglement, likelihood, probes, edits, face verification, evaluation (explore, runs, data,
                  models)
   training/      the loop, batches, data feed, speed-ups, distributed (runs, objectives, data, models)

@@ -4,10 +4,12 @@ import streamlit as st
 
 from dashboard.access import local_only
 from dashboard.bootstrap import ROOT
+from dashboard.common import warm_up_umap
 
 # a local file: a Material icon here would be fetched from a font server, and the app must work offline
 st.set_page_config(page_title="LatentLab", page_icon=str(ROOT / "dashboard" / "favicon.png"), layout="wide")
 local_only()  # before any page runs
+warm_up_umap()
 
 PAGES = ROOT / "pages"
 st.navigation([
@@ -17,6 +19,7 @@ st.navigation([
     st.Page(PAGES / "embeddings.py", title="Embeddings", icon=":material/scatter_plot:"),
     st.Page(PAGES / "arithmetic.py", title="Arithmetic", icon=":material/add_circle:"),
     st.Page(PAGES / "generate.py", title="Generate", icon=":material/casino:"),
+    st.Page(PAGES / "photo.py", title="Your photo", icon=":material/photo_camera:"),
     st.Page(PAGES / "compare.py", title="Compare", icon=":material/compare:"),
     st.Page(PAGES / "metrics.py", title="Metrics", icon=":material/analytics:"),
     st.Page(PAGES / "verification.py", title="Verification", icon=":material/how_to_reg:"),

@@ -28,7 +28,8 @@ FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-ne
          "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic"]
 SHOTS = Path(os.environ.get("LATENTLAB_SCREENSHOTS", ROOT / "test-artifacts" / "screenshots"))
 RUNS: dict[str, Path] = {}  # the server's runs folder, for tests that check what was (not) written
-PAGES = ["", "train", "traversals", "embeddings", "arithmetic", "generate", "compare", "metrics", "verification"]
+PAGES = ["", "train", "traversals", "embeddings", "arithmetic", "generate", "photo", "compare", "metrics",
+         "verification"]
 
 if CHROMIUM is None and os.environ.get("LATENTLAB_E2E") == "required":
     raise RuntimeError("LATENTLAB_E2E=required but no chromium on PATH: apt-get install chromium")
@@ -119,6 +120,33 @@ def test_main_controls_work_in_a_real_browser(server, browser):
         page.screenshot(path=str(SHOTS / "arithmetic-smile.png"))
         assert page.locator('[data-testid="stException"]').count() == 0
         assert page.get_by_text("Smiling").count() > 0
+    finally:
+        page.close()
+
+
+def test_a_photo_is_uploaded_edited_and_offered_for_download_in_a_real_browser(server, browser, tmp_path):
+    """The Your photo page: a PNG through the browser's file input comes back reconstructed and edited, with the
+    download button; a file that is not an image gets the page's message."""
+    from PIL import Image
+
+    photo = tmp_path / "face.png"
+    Image.new("RGB", (320, 240), (200, 160, 130)).save(photo)
+    fake = tmp_path / "face.jpg"
+    fake.write_text("not a photo\n")
+    page = browser.new_page(viewport={"width": 1400, "height": 1400})
+    try:
+        page.goto(f"{server}/photo?run=tiny-bvae")
+        settle(page)
+        page.locator('input[type="file"]').set_input_files(str(photo))
+        settle(page)
+        page.get_by_role("button", name="Download original | reconstruction | edit (PNG)").wait_for(timeout=120_000)
+        SHOTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(SHOTS / "photo-edit.png"), full_page=True)
+        assert page.locator('[data-testid="stException"]').count() == 0
+        page.locator('input[type="file"]').set_input_files(str(fake))
+        settle(page)
+        assert page.get_by_text("not a JPEG, PNG or WebP image").count() > 0
+        assert page.locator('[data-testid="stException"]').count() == 0
     finally:
         page.close()
 

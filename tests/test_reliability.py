@@ -20,7 +20,7 @@ from core.runs.folder import create_run
 from tests.tiny import fail_at, tiny_config
 
 ROOT = Path(__file__).resolve().parents[1]
-PAGES = ["home", "train", "traversals", "embeddings", "arithmetic", "generate", "compare", "metrics"]
+PAGES = ["home", "train", "traversals", "embeddings", "arithmetic", "generate", "photo", "compare", "metrics"]
 
 
 def test_out_of_memory_suggests_a_smaller_batch(tmp_path):

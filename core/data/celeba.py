@@ -18,7 +18,7 @@ import numpy as np
 
 from core.data.base import Attributes, DataError, random_split, read_text
 from core.data.labelled import CachedImageDataset, lookup
-from core.data.decode import SquareCrop
+from core.data.decode import FaceGuide, SquareCrop
 
 IMAGE_DIR = "img_align_celeba"
 ATTR_FILE = "list_attr_celeba.txt"
@@ -27,6 +27,9 @@ IDENTITY_FILE = "identity_CelebA.txt"
 # The standard 148 px face crop of the 178x218 aligned images (DCGAN/VAE literature):
 # box (15, 40, 163, 188), horizontally centred, 5 px below the vertical centre.
 CROP = SquareCrop(side=148 / 178, dy=5 / 218)
+# The eye and mouth-corner positions every aligned image was warped to (CelebA's alignment template, in pixels of the
+# 178x218 image): inside the crop the eyes sit 48% of the way down, the mouth 76%.
+GUIDE = FaceGuide.from_pixels(CROP.box(178, 218), eyes=((69, 111), (108, 111)), mouth=((72, 152), (105, 152)))
 _SIGNS = {"1": True, "-1": False}
 
 logger = logging.getLogger(__name__)

@@ -1,4 +1,5 @@
-"""Image files to 64x64 uint8 arrays: list a folder's images, open, orient, crop and resize one."""
+"""Image files to 64x64 uint8 arrays: list a folder's images, open, orient, crop and resize one; how a data set's
+crop frames a face (SquareCrop, FaceGuide)."""
 from __future__ import annotations
 
 import itertools
@@ -49,11 +50,34 @@ class SquareCrop:
         return left, top, left + side, top + side
 
 
+@dataclass(frozen=True)
+class FaceGuide:
+    """Where a data set's crop puts the eyes and the mouth corners: (x, y) as fractions of the square crop's side,
+    x to the right, y down, the image's left eye first. Drawn over a photo being framed, so that it can be cropped
+    the way the model's training faces were."""
+
+    eyes: tuple[tuple[float, float], tuple[float, float]]
+    mouth: tuple[tuple[float, float], tuple[float, float]]
+
+    @classmethod
+    def from_pixels(cls, box: tuple[int, int, int, int], eyes, mouth) -> FaceGuide:
+        """The guide for eye and mouth-corner positions in pixels of an image that the square `box` (left, top,
+        right, bottom) crops."""
+        left, top, right, _ = box
+        side = right - left
+
+        def inside(points) -> tuple[tuple[float, float], tuple[float, float]]:
+            first, second = (((x - left) / side, (y - top) / side) for x, y in points)
+            return first, second
+
+        return cls(inside(eyes), inside(mouth))
+
+
 def decode_image(path: str | Path, crop: SquareCrop) -> np.ndarray:
     """(3, 64, 64) uint8 from an image file of any PIL mode: RGB, crop, antialiased resize."""
     with Image.open(path) as image:
         _draft_for_crop(image, crop)
-        image = _to_rgb(ImageOps.exif_transpose(image))
+        image = to_rgb(ImageOps.exif_transpose(image))
         # Crop first: resize(box=...) would let the filter reach pixels outside the box.
         small = image.crop(crop.box(*image.size)).resize((IMAGE_SIZE, IMAGE_SIZE), RESAMPLE)
     return np.asarray(small, dtype=np.uint8).transpose(2, 0, 1)
@@ -71,7 +95,8 @@ def _draft_for_crop(image: Image.Image, crop: SquareCrop) -> None:
         image.draft(None, (math.ceil(width * scale), math.ceil(height * scale)))
 
 
-def _to_rgb(image: Image.Image) -> Image.Image:
+def to_rgb(image: Image.Image) -> Image.Image:
+    """`image` of any PIL mode as 8-bit RGB: 16/32-bit grey rescaled, transparency composited on black."""
     if image.mode.startswith("I"):
         # 16/32-bit grayscale: PIL's convert() clips to 255 instead of rescaling.
         values = np.asarray(image, dtype=np.float64)

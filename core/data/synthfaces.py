@@ -20,6 +20,7 @@ import threading
 import numpy as np
 
 from core.data.base import IMAGE_SIZE, Attributes, GroundTruthData, random_split
+from core.data.decode import FaceGuide
 
 LEVEL_NAMES: dict[str, list[str]] = {
     "smile": ["frown", "slight frown", "neutral", "smile", "broad smile"],
@@ -135,6 +136,22 @@ _FEATURE_DEPTH = 0.55  # see across_head
 # thick: a mouth only a pixel or two different between levels is the first thing a VAE drops.
 _MOUTH = np.array([[-0.13, 0.16, 0], [-0.065, 0.165, 0], [0, 0.17, 0], [0.09, 0.19, 0.06], [0.11, 0.21, 0.13]], np.float32)
 _LIP = 0.03
+# Heights (image units) of the eyes and of the mouth's centre line, and how far round the head the eyes sit.
+_EYE_Y, _MOUTH_Y, _EYE_ANGLE = -0.03, 0.3, 0.42
+
+
+def _frontal_guide() -> FaceGuide:
+    """Where the renderer puts the eyes and the neutral mouth's corners of a frontal face of average width (the
+    positions _draw_geometries computes at zero yaw)."""
+    def crop(x: float, y: float) -> tuple[float, float]:  # image units, [-1, 1], to fractions of the side
+        return (float(x) + 1) / 2, (float(y) + 1) / 2
+
+    eye_x = _HEAD_RADIUS.mean() * np.sin(_EYE_ANGLE)
+    mouth_x = _MOUTH[LEVEL_NAMES["smile"].index("neutral"), 1]
+    return FaceGuide((crop(-eye_x, _EYE_Y), crop(eye_x, _EYE_Y)), (crop(-mouth_x, _MOUTH_Y), crop(mouth_x, _MOUTH_Y)))
+
+
+GUIDE = _frontal_guide()
 
 
 def _draw_geometries(geometry: np.ndarray) -> np.ndarray:
@@ -173,17 +190,16 @@ def _draw_geometries(geometry: np.ndarray) -> np.ndarray:
     shine = _stroke(_X, _Y, across_head(-0.5, _FEATURE_DEPTH), -0.6, 0.1, -0.05, 0.02)
     layers.append((0.6 * _cover(shine), _HAIR_SHINE))
 
-    eye_y = -0.03
     lenses = []
     for side in (-1, 1):
-        angle = side * 0.42
+        angle = side * _EYE_ANGLE
         ex, squash = across_head(angle, _FEATURE_DEPTH), np.cos(angle + yaw)
-        white = _ellipse(ex, eye_y, 0.085 * squash, 0.05)
+        white = _ellipse(ex, _EYE_Y, 0.085 * squash, 0.05)
         layers.append((_cover(white), _EYE_WHITE))
-        iris = _ellipse(ex + 0.03 * np.sin(yaw), eye_y + 0.005, 0.042 * squash, 0.042)
+        iris = _ellipse(ex + 0.03 * np.sin(yaw), _EYE_Y + 0.005, 0.042 * squash, 0.042)
         layers.append((_cover(np.maximum(iris, white)), _IRIS))
         layers.append((_cover(_stroke(_X, _Y, ex, -0.155, 0.1 * squash, -0.03, 0.02)), _BROW))
-        lenses.append(_rounded_box(ex, eye_y, 0.125 * squash, 0.085, 0.05))
+        lenses.append(_rounded_box(ex, _EYE_Y, 0.125 * squash, 0.085, 0.05))
 
     nose_x = across_head(0, _FEATURE_DEPTH) + 0.05 * np.sin(yaw)  # the tip sticks out, so it swings further
     layers.append((_cover(_stroke(_X, _Y, nose_x, 0.17, 0.045, 0.02, 0.014)), _CREASE))
@@ -193,17 +209,17 @@ def _draw_geometries(geometry: np.ndarray) -> np.ndarray:
 
     lift, half_len, gape = (_MOUTH[smile, i] for i in range(3))
     mouth_x, half_len = across_head(0, _FEATURE_DEPTH), half_len * np.cos(yaw)
-    layers.append((_cover(_stroke(_X, _Y, mouth_x, 0.3, half_len, lift, _LIP, gape)), _LIPS))
-    inside = _stroke(_X, _Y, mouth_x, 0.3, half_len, lift, 0.0, gape)
+    layers.append((_cover(_stroke(_X, _Y, mouth_x, _MOUTH_Y, half_len, lift, _LIP, gape)), _LIPS))
+    inside = _stroke(_X, _Y, mouth_x, _MOUTH_Y, half_len, lift, 0.0, gape)
     layers.append(((gape > 0) * _cover(inside), _MOUTH_INSIDE))
-    teeth_edge = 0.3 - lift * ((_X - mouth_x) / half_len) ** 2 + 0.35 * gape
+    teeth_edge = _MOUTH_Y - lift * ((_X - mouth_x) / half_len) ** 2 + 0.35 * gape
     layers.append(((gape > 0) * _cover(np.maximum(inside, _Y - teeth_edge)), _TEETH))
 
     lens = np.minimum(*lenses)
     clear, dark = eyewear == 1, eyewear == 2  # eyeglasses, sunglasses
     layers.append((clear * 0.25 * _cover(lens), _CLEAR_LENS))
     layers.append((dark * 0.93 * _cover(lens), _DARK_LENS))
-    bar = _rounded_box(face_cx, eye_y - 0.035, face_ax * 1.02, 0.012, 0.01)
+    bar = _rounded_box(face_cx, _EYE_Y - 0.035, face_ax * 1.02, 0.012, 0.01)
     frame = np.minimum(np.abs(lens) - 0.017, np.maximum(bar, -lens))
     layers.append(((eyewear > 0) * _cover(frame), _FRAME))
 
