@@ -1,5 +1,6 @@
 """The benchmark scripts run end to end at tiny sizes and print tables of plausible numbers."""
 import importlib.util
+import json
 import os
 import re
 import subprocess
@@ -114,23 +115,31 @@ def test_gpu_check_dry_run_lists_every_step(tmp_path):
     assert quick.returncode == 0 and "--steps 5" in quick.stdout
 
 
-def test_beta_sweep_trains_evaluates_tabulates_and_plots_and_a_rerun_redoes_nothing(tmp_path):
+def test_family_sweep_trains_to_each_milestone_tabulates_plots_and_a_rerun_redoes_nothing(tmp_path):
     plot = tmp_path / "sweep.svg"
-    command = [sys.executable, "benchmarks/beta_sweep.py", "--betas", "1,4", "--seeds", "0", "--steps", "4",
-               "--metrics", "mig,sap", "--fast", "--plot", str(plot),
-               "--train-args", "--latent-dim 4 --batch-size 8 --val-every 4 --checkpoint-every 4 --sample-every 4"]
+    command = [sys.executable, "benchmarks/family_sweep.py", "--grid", "vae", "beta-vae:--beta 4", "--seeds", "0",
+               "--steps", "3,6", "--metrics", "mig,sap", "--fast", "--plot", str(plot), "--plot-metric", "mig",
+               "--train-args", "--latent-dim 4 --batch-size 8 --val-every 3 --checkpoint-every 3 --sample-every 3"]
     env = {**os.environ, "LATENTLAB_CHECKPOINTS": str(tmp_path)}
     done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
-    assert done.stdout.count("trained sweep-beta-vae-dsprites-") == 2 and done.stdout.count("evaluated") == 2
-    rows = [line.split("|")[1:-1] for line in done.stdout.splitlines() if re.match(r"\| [0-9]", line)]
-    assert [(r[0].strip(), r[1].strip()) for r in rows] == [("1", "1"), ("4", "1")]
-    for r in rows:  # MIG and SAP as "mean (min–max)", each in [0, 1]
-        for cell in r[2:]:
-            mean = float(cell.split()[0])
-            assert 0 <= mean <= 1, r
+    for run in ("sweep-dsprites-vae-s0", "sweep-dsprites-beta-vae-beta-4-s0"):
+        assert f"{run}: step 3 evaluated" in done.stdout and f"{run}: step 6 evaluated" in done.stdout
+    assert json.loads((tmp_path / "sweep-dsprites-beta-vae-beta-4-s0" / "config.json").read_text())["loss"]["beta"] == 4
+    lines = done.stdout.splitlines()
+    rows = [line.split("|")[1:-1] for line in lines if re.match(r"\| (vae|beta-vae --beta 4) \| 1 \|", line)]
+    assert [r[0].strip() for r in rows] == ["vae", "beta-vae --beta 4"]
+    for r in rows:  # MIG and SAP, each in [0, 1], then the source documents' ELBO and DCI for these families
+        assert all(0 <= float(c) <= 1 for c in r[2:4]) and [c.strip() for c in r[4:]] in (["-47.05", "0.05"],
+                                                                                           ["-79.45", "0.18"])
+    curve = [r for r in (line.split("|")[1:-1] for line in lines if re.match(r"\| (vae|beta-vae --beta 4) \|", line))
+             if len(r) == 3]
+    assert len(curve) == 2 and all(float(c) >= 0 for r in curve for c in r[1:])  # median at 3 and at 6 steps
     svg = ElementTree.parse(plot).getroot()
-    assert len(svg.findall("{http://www.w3.org/2000/svg}polyline")) == 2  # one line per metric
+    assert len(svg.findall("{http://www.w3.org/2000/svg}polyline")) == 2  # one line per grid entry
     again = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
-    assert again.returncode == 0 and "trained" not in again.stdout and "evaluated" not in again.stdout
-    assert again.stdout.splitlines()[:4] == done.stdout.splitlines()[-5:-1]  # the same table
+    assert again.returncode == 0 and "evaluated" not in again.stdout
+    assert [x for x in again.stdout.splitlines() if x.startswith("|")] == [x for x in lines if x.startswith("|")]
+    by_beta = subprocess.run([*command[:-2], "--plot-x", "beta", "--no-train", "--grid", "beta-vae:--beta 4"],
+                             cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert by_beta.returncode == 0 and "beta (log scale)" in plot.read_text()
