@@ -19,6 +19,7 @@ from core.data import DataError, Dataset, load_dataset
 from core.fileio import UntrustedFileError
 from core.explore.encode import encode, load_or_encode
 from core.explore.generate import decode, parse_indices, sample_indices
+from core.explore.umap_job import start_warm_up
 from core.data.images import grid
 from core.runs.labels import LabelError
 from core.models.vae import VAE
@@ -114,6 +115,13 @@ def pick_run(key: str = "run", finished_only: bool = True) -> Run | None:
 def _stamp(run: Run) -> float:
     """Changes whenever the checkpoint is rewritten, so caches keyed on it never serve stale weights."""
     return run.checkpoint_path.stat().st_mtime
+
+
+@st.cache_resource(show_spinner=False)
+def warm_up_umap() -> None:
+    """Once per dashboard process: compile UMAP in the background (core.explore.umap_job.start_warm_up), so that
+    the first "Compute UMAP" loads compiled code instead of spending half a minute compiling it."""
+    start_warm_up()
 
 
 @st.cache_resource(max_entries=4, show_spinner="Loading model ...")

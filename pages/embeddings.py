@@ -93,8 +93,8 @@ def offer_umap(job: UmapJob | None, run: Run, split: str, limit: int | None, par
     """A button, not an automatic start: clicking through subsets must not pile up workers on a laptop."""
     if job is None:
         st.info(f"No UMAP of these {len(index):,} points with these parameters yet. It runs in the background "
-                "(tens of seconds for 1k points, minutes for tens of thousands) and is saved in the run folder; "
-                "PCA is shown until it is ready.")
+                "(seconds for 10k points; the first UMAP on a machine also compiles its code, about half a minute) "
+                "and is saved in the run folder; PCA is shown until it is ready.")
     else:
         say("error", "UMAP failed: {error}", error=job.error)
     if st.button("Compute UMAP" if job is None else "Try again", type="primary", key="emb_start"):

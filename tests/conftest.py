@@ -1,12 +1,17 @@
 """Shared pytest fixtures."""
 from __future__ import annotations
 
+import os
 import subprocess
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image, ImageDraw
+
+# A dashboard started by a test (AppTest or `streamlit run`) would start UMAP's compile warm-up, a minute of CPU in
+# the background, into whatever $LATENTLAB_CACHE the test set; tests/test_umap_warm.py turns it on where it is tested.
+os.environ.setdefault("LATENTLAB_UMAP_WARM_UP", "0")
 
 
 # --- real-data loaders: tests/test_celeba.py, tests/test_lfw.py, tests/test_folder.py ---

@@ -11,7 +11,7 @@ import time
 import numpy as np
 import pytest
 
-from core.explore import umap_job
+from core.explore import projection, umap_job
 from core.data import DataError
 from core.explore.projection import EmbedError, UmapParams, pca_2d, umap_2d
 from core.explore.umap_job import (cached_encodings, compute_umap, embedding_path, load_encodings, load_umap,
@@ -74,7 +74,8 @@ def test_pca_recovers_the_planted_main_axis_with_a_stable_sign():
 
 
 def test_umap_separates_two_clusters_and_reports_layout_progress():
-    # The one real UMAP of the suite (a fresh process compiles numba for it: tens of seconds).
+    # The one real UMAP of the suite: its numba code is compiled once per machine into $LATENTLAB_CACHE/numba (about
+    # half a minute), and loaded from there by later sessions.
     rng = np.random.default_rng(0)
     mu = np.concatenate([rng.normal(0, 1, (150, 16)), rng.normal(0, 1, (150, 16)) + 6.0])
     truth = np.repeat([0, 1], 150)
@@ -88,6 +89,11 @@ def test_umap_separates_two_clusters_and_reports_layout_progress():
     assert np.linalg.norm(centres[0] - centres[1]) > 2 * spread
     fractions = [f for s, f in seen if s == "layout epochs"]
     assert fractions and fractions == sorted(fractions) and fractions[-1] == 1.0
+    import umap.umap_  # what umap-learn leaves uncached is cached in LatentLab's folder, and the marker says so
+
+    cache = projection.numba_cache_dir()
+    assert umap.umap_.smooth_knn_dist.stats.cache_path.startswith(str(cache)) and projection.umap_is_warm()
+    assert list(cache.rglob("umap_.smooth_knn_dist-*.nbi"))
 
 
 def test_bad_umap_input_is_refused_with_the_fix():

@@ -11,6 +11,10 @@ RUN/embeddings/
 
 A worker recorded on another machine (a shared runs folder) cannot be checked from here: it counts as running.
 
+The warm-up (`python -m core.explore.umap_job --warm-up`, started by the dashboard when it starts) compiles UMAP's
+numba code into projection.numba_cache_dir() before anyone asks for a map; its record and log are warm-up.job and
+warm-up.log there. A worker that finds it running waits for it rather than compile the same code beside it.
+
 Run the worker by hand with `python -m core.explore.umap_job RUN SPLIT LIMIT|all [--n-neighbors K --min-dist D --seed S]`.
 """
 from __future__ import annotations
@@ -30,15 +34,18 @@ from core.fileio import UntrustedFileError, atomic_path, locked, read_json, writ
 from core.schema import ListOf, Nullable, Num, Obj, Str
 from core.runs import process
 from core.runs.folder import Run
-from core.explore.projection import Progress, UmapParams, umap_2d
+from core.explore.projection import Progress, UmapParams, numba_cache_dir, umap_2d, umap_is_warm, warm_up
 
 
 # The .job record (core.runs.process.RECORD plus the worker's arguments) and the worker's .progress file.
 JOB = Obj({**process.RECORD.fields, "args": ListOf(Str(10_000), max_items=100)}, drop_invalid=True)
 PROGRESS = Obj({"stage": Str(200), "fraction": Nullable(Num(0, 1))})
 
-# How the launcher starts a worker; a list so tests can swap in a stand-in worker.
+# How the launcher starts a worker and the warm-up; lists so tests can swap in stand-ins.
 WORKER_COMMAND = [sys.executable, "-m", "core.explore.umap_job"]
+WARM_UP_COMMAND = [*WORKER_COMMAND, "--warm-up"]
+# How long a worker waits for a running warm-up: half a minute of compiling on an idle 2-core machine, more if busy.
+WARM_UP_WAIT = 300.0
 
 
 def embedding_path(run: Run, split: str, limit: int | None, params: UmapParams) -> Path:
@@ -166,17 +173,54 @@ def start_umap(run: Run, split: str, limit: int | None, params: UmapParams,
     return UmapJob("running", pid=record["pid"], stage="starting")
 
 
+def start_warm_up() -> dict | None:
+    """Start the background warm-up unless UMAP is warm already, the compiled-code cache is unusable, or a warm-up
+    runs, or LATENTLAB_UMAP_WARM_UP=0; returns the running warm-up's record (None when there is nothing to do).
+    Best effort: a warm-up that cannot be started leaves the first UMAP to compile for itself."""
+    if os.environ.get("LATENTLAB_UMAP_WARM_UP") == "0":
+        return None
+    cache = numba_cache_dir()
+    if cache is None or umap_is_warm():
+        return None
+    try:
+        with locked(cache / ".warm-up.lock"):
+            record = process.read_record(cache / "warm-up.job")
+            if process.liveness(record) == process.DEAD:
+                record = process.start(WARM_UP_COMMAND, cache / "warm-up.job", cache / "warm-up.log", append=False)
+    except OSError:
+        return None
+    return record
+
+
+def wait_for_warm_up(progress: Progress | None = None, timeout: float = WARM_UP_WAIT) -> None:
+    """Return once no warm-up runs (at most `timeout` seconds): two processes compiling the same code share the
+    CPU and both finish later than one after the other."""
+    cache = numba_cache_dir()
+    record = process.read_record(cache / "warm-up.job") if cache is not None else None
+    deadline = time.time() + timeout
+    while process.liveness(record) == process.ALIVE and time.time() < deadline:
+        if progress is not None:
+            progress("waiting for the UMAP warm-up to finish compiling (once per machine)", None)
+        time.sleep(0.5)
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     """The worker: compute one UMAP, reporting progress beside the result; errors end as the log's last line."""
     parser = argparse.ArgumentParser(prog="python -m core.explore.umap_job", description="Compute and cache one run's UMAP.")
-    parser.add_argument("run")
-    parser.add_argument("split", choices=["train", "val", "test", "all"])
-    parser.add_argument("limit", help="number of images, or 'all'")
+    parser.add_argument("run", nargs="?")
+    parser.add_argument("split", nargs="?", choices=["train", "val", "test", "all"])
+    parser.add_argument("limit", nargs="?", help="number of images, or 'all'")
     parser.add_argument("--n-neighbors", type=int, default=15)
     parser.add_argument("--min-dist", type=float, default=0.1)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--warm-up", action="store_true", help="only compile UMAP's code into the on-disk cache")
     args = parser.parse_args(argv)
+    if not args.warm_up and args.limit is None:
+        parser.error("RUN, SPLIT and LIMIT are needed (or --warm-up)")
     os.nice(10)  # a background job: the dashboard (and training) keep the CPU when they need it
+    if args.warm_up:
+        warm_up()
+        return
     try:
         run = Run(args.run)
         limit = None if args.limit == "all" else int(args.limit)
@@ -189,6 +233,7 @@ def main(argv: Sequence[str] | None = None) -> None:
                 last[0] = time.time()
                 write_json(progress_file, {"stage": stage, "fraction": fraction}, inside=run.path)
 
+        wait_for_warm_up(progress)
         path = compute_umap(run, args.split, limit, params, progress=progress)
         for kind in ("progress", "job", "log"):  # done: only the result stays in the run folder
             _sidecar(path, kind).unlink(missing_ok=True)
