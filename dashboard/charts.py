@@ -22,6 +22,9 @@ TRAIN_TERMS = (("loss", "total loss"), ("recon", "reconstruction"), ("kl", "KL")
 VAL_TERMS = (("neg_elbo", "negative ELBO"), ("recon", "reconstruction"), ("kl", "KL"))
 MAX_COLUMNS = 400  # heatmap columns: more than a screen shows only makes the browser slow
 HEIGHT = 330
+# Plotly picks at most ten ticks and rounds their spacing to 1, 2 or 5 times a power of ten, so over fewer steps than
+# this (one logged step: an axis of its own making, 9 to 11) it ticks between steps: 9.5, 10.5 ...
+WHOLE_STEPS = 10
 
 
 def chart_text(text: Any) -> str:
@@ -34,6 +37,12 @@ def chart_rows(rows: list[dict]) -> list[dict]:
     """Table rows for plotly.express, with every text value passed through chart_text (numbers unchanged)."""
     return [{key: chart_text(value) if isinstance(value, str) else value for key, value in row.items()}
             for row in rows]
+
+
+def _step_ticks(fig: go.Figure, steps: list[int]) -> None:
+    """Tick the step axes of `fig` at whole steps when the logged `steps` span fewer than WHOLE_STEPS."""
+    if steps and max(steps) - min(steps) < WHOLE_STEPS:
+        fig.update_xaxes(dtick=1)
 
 
 def _curves(series: dict[str, list[dict]], terms: tuple[tuple[str, str], ...], log_y: bool, title: str) -> go.Figure:
@@ -49,6 +58,7 @@ def _curves(series: dict[str, list[dict]], terms: tuple[tuple[str, str], ...], l
                                      hovertemplate=f"{name}<br>step %{{x}}<br>{label} %{{y:.4g}}<extra></extra>"),
                           row=1, col=col)
     fig.update_xaxes(title_text="step")
+    _step_ticks(fig, [r["step"] for records in series.values() for r in records])
     if log_y:
         fig.update_yaxes(type="log")
     fig.update_layout(title=title, height=HEIGHT, margin=dict(t=70, b=40, l=50, r=20),
@@ -93,4 +103,5 @@ def kl_heatmap(records: list[dict], labels: dict[int, DimLabel] | None = None, t
     fig.update_layout(title=chart_text(title or "KL per latent dimension"), xaxis_title="step",
                       height=max(HEIGHT, 14 * len(names) + 120), margin=dict(t=50, b=40, l=50, r=20),
                       yaxis=dict(autorange="reversed", type="category"))
+    _step_ticks(fig, [r["step"] for r in records])
     return fig

@@ -1,15 +1,21 @@
 """Latent arithmetic: attribute vectors from the train split, applied to held-out faces that lack the attribute."""
+from typing import Sequence
+
 import numpy as np
 import streamlit as st
 
+from core.data.images import grid
 from core.explore.arithmetic import (VectorError, VectorSpec, build_vector, column, edit, preset_attribute,
                                      separation_auc, strata, strongest_dims, unlearned_warning)
 from core.explore.condition import attribute_column, condition_edit, face_conditions, reconstruct
 from core.runs.labels import LabelError, dim_name, load_labels
 from dashboard.common import (decode_codes, encode_faces, load_data_or_none, load_encodings, load_model, md,
-                              pick_faces, pick_run, plain, say, show_grid, show_strip, user_errors)
+                              pick_faces, pick_run, plain, say, user_errors)
 
 LIMITS = {"2,000": 2000, "5,000": 5000, "20,000": 20000, "whole split": None}
+# A row of faces is laid out in at least this many columns: in three (original, reconstruction, edit) every face
+# would be blown up to a third of a wide page, far from the size of the spectrum's faces below it.
+FACE_SLOTS = 5
 
 st.title("Latent arithmetic")
 st.caption("ΔZ = mean code of train faces **with** an attribute − mean code of those **without**. Adding α·ΔZ to "
@@ -38,6 +44,19 @@ if st.session_state.get("arith_attribute") not in names:  # first visit, or a ru
 
 def choose(name: str) -> None:
     st.session_state["arith_attribute"] = name
+
+
+def face_columns(pictures: Sequence[np.ndarray], titles: Sequence[str], caption: str | None = None) -> None:
+    """Each picture's faces (N, 3, H, W) stacked top to bottom in a column of their own, under the column's title
+    (Markdown or plain text) and scaled to its width, so a face's row lines up across the columns and every column
+    says what it shows (the original, an α, a condition value)."""
+    # bottom-aligned: a title that wraps in a narrow column pushes its column's text up, never its faces down
+    for col, images, title in zip(st.columns(max(len(pictures), FACE_SLOTS), vertical_alignment="bottom"), pictures,
+                                  titles):
+        say("markdown", "**{title}**", title=title, where=col)
+        col.image(grid(images, 1), width="stretch", output_format="PNG")  # JPEG blurs 64-px faces
+    if caption:
+        st.caption(caption)
 
 
 left, middle, right = st.columns([1, 1, 4], vertical_alignment="bottom")
@@ -138,35 +157,27 @@ if run.config.family.conditional:  # a cvae takes the attributes as input: edit 
         with user_errors():
             pictures = (dataset.images(index), reconstruct(model, mu, conditions),
                         condition_edit(model, mu, conditions, position, [value])[:, 0])
-        titles = ("Original", "Reconstruction", md("Condition: {attribute} = {value:+.1f}", attribute=attribute,
-                                                   value=value))
-        for col, images, title in zip(st.columns(3), pictures, titles):
-            with col:
-                say("markdown", "**{title}**", title=title)
-                show_grid(images, ncol=1)
+        face_columns(pictures, ["Original", "Reconstruction",
+                                md("Condition: {attribute} = {value:+.1f}", attribute=attribute, value=value)])
         st.subheader("Spectrum")
         c_range = st.slider("Condition range", -1.0, 2.0, (0.0, 1.0), 0.1, key="arith_cond_range")
         c_steps = st.slider("Steps", 3, 11, 5, key="arith_cond_steps")
         values = np.linspace(*c_range, c_steps)
         with user_errors():
             strip = condition_edit(model, mu, conditions, position, values)
-        show_strip(strip.reshape(-1, *strip.shape[2:]), ncol=c_steps,
-                   caption="one row per face; condition = " + ", ".join(f"{v:+.2f}" for v in values))
+        face_columns([strip[:, j] for j in range(c_steps)], [f"c = {v:+.2f}" for v in values],
+                     md("One row per face; c is the condition value of {attribute} (0: without, 1: with).",
+                        attribute=attribute))
         st.stop()
 
 alpha = st.slider("α (strength of the edit)", -3.0, 3.0, 1.0, 0.1, key="arith_alpha")
 edited = decode_codes(run, edit(mu, delta, alpha)[:, 0])
-columns = st.columns(3)
-for col, images, title in zip(columns, (dataset.images(index), decode_codes(run, mu), edited),
-                              ("Original", "Reconstruction", f"Edit: α = {alpha:+.1f}")):
-    with col:
-        st.markdown(f"**{title}**")
-        show_grid(images, ncol=1)
+face_columns([dataset.images(index), decode_codes(run, mu), edited],
+             ["Original", "Reconstruction", f"Edit: α = {alpha:+.1f}"])
 
 st.subheader("Spectrum")
 a_range = st.slider("α range", -5.0, 5.0, (-2.0, 3.0), 0.5, key="arith_range")
 steps = st.slider("Steps", 3, 11, 7, key="arith_steps")
 alphas = np.linspace(*a_range, steps)
 strip = decode_codes(run, edit(mu, delta, alphas))
-show_strip(strip.reshape(-1, *strip.shape[2:]), ncol=steps,
-           caption="one row per face; α = " + ", ".join(f"{a:+.2f}" for a in alphas))
+face_columns([strip[:, j] for j in range(steps)], [f"α = {a:+.2f}" for a in alphas], "One row per face: z + α·ΔZ.")

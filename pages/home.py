@@ -18,9 +18,10 @@ LINKS = (  # the page, and what it is for
     ("embeddings.py", "Embeddings", "a map of the latent means, coloured by attribute"),
     ("arithmetic.py", "Arithmetic", "attribute vectors: add a smile, remove glasses"),
     ("generate.py", "Generate", "sample new faces, interpolate between two"),
+    ("photo.py", "Your photo", "edit your own face: upload a photo or take one"),
     ("compare.py", "Compare", "two runs side by side on the same faces"),
-    ("metrics.py", "Metrics", "disentanglement, likelihood and edit scores; evaluate a run in the background"),
-    ("verification.py", "Verification", "same person or not? latent codes against an end-to-end CNN"),
+    ("metrics.py", "Metrics", "disentanglement, likelihood and edit scores; evaluate a run"),
+    ("verification.py", "Verification", "same person or not? latent codes against a CNN"),
 )
 # β-VAE on the built-in faces, short enough to watch finish: about a minute on a free 2-core CPU
 QUICK_DEMO = {"model": "beta-vae", "data.dataset": "synthfaces", "train.steps": 500, "train.val_every": 250}
@@ -54,13 +55,15 @@ def runs_table() -> None:
         [{"run": r.name, "model": r.model, "β": r.beta, "data": r.dataset,
           "step": f"{r.step:,} / {r.total_steps:,}", "epochs": number(r.epochs, 2), "loss": number(r.loss),
           "recon": number(r.recon), "KL": number(r.kl, 2), "val −ELBO": number(r.val_neg_elbo), "status": r.state,
-          "created": datetime.fromtimestamp(r.created) if r.created else None} for r in good],
+          "trained": datetime.fromtimestamp(r.trained) if r.trained else None} for r in good],
         hide_index=True, width="stretch",
         column_config={"β": st.column_config.NumberColumn(width="small"),
                        "epochs": st.column_config.TextColumn(width="small"),
-                       "created": st.column_config.DatetimeColumn(format="MM-DD HH:mm", width="small")})
+                       "trained": st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm")})
     say("caption", "Losses in nats per image: loss, recon and KL over the last logged training interval, val −ELBO "
-                   "at the last validation. Runs folder: {folder} (set `LATENTLAB_CHECKPOINTS` to use another).",
+                   "at the last validation. Trained: when the run finished or stopped (a running one: when it "
+                   "started), as its own status.json records it, so the demo runs show when they were trained, not "
+                   "when they were copied here. Runs folder: {folder} (set `LATENTLAB_CHECKPOINTS` to use another).",
         folder=code(default_runs_dir()))
     for r in good:
         if r.error:

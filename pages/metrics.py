@@ -7,13 +7,14 @@ import streamlit as st
 from core.metrics.background import evaluation_progress, evaluation_running, start_evaluation
 from core.metrics.evaluate import load_eval
 from core.metrics.leaderboard import LABELS, Group, group_runs, leaderboard_rows, scatter_points, sort_groups
-from core.metrics.tables import (DISENTANGLEMENT, SCORES, comparison_rows, edit_rows, judge_rows, probe_rows,
-                                 score_rows, skipped_ground_truth)
+from core.metrics.tables import (DISENTANGLEMENT, FLIP_RATE, SCORES, SHORT, both, comparison_rows, edit_rows,
+                                 judge_rows, probe_rows, score_format, score_rows, skipped_ground_truth)
 from core.runs.folder import list_runs
 from dashboard.charts import chart_rows, chart_text
 from dashboard.common import code, md, pick_run, plain, say, start_background, user_errors
 
 POLL_S = 2
+SCORE_COLUMNS = [label for label, _ in SCORES.values()] + [FLIP_RATE]  # comparison_rows' scores
 
 st.title("Metrics")
 run = pick_run(key="met")
@@ -22,7 +23,9 @@ if run is None:
 
 
 @st.fragment(run_every=POLL_S)
-def job_panel(run) -> None:
+def job_panel(run, evaluated: bool) -> None:
+    """The evaluation's progress while one runs, else the Evaluate button (and, for a run never `evaluated`, how to
+    evaluate it). A fragment: it follows a job started or ended by its button without redrawing the page."""
     p = evaluation_progress(run)
     was_running = st.session_state.get("met_running") == run.name
     st.session_state["met_running"] = run.name if p.running else None
@@ -38,6 +41,12 @@ def job_panel(run) -> None:
                   args=(start_evaluation, run, "evaluating", "met_flash"))
     if flash := st.session_state.pop("met_flash", None):
         getattr(st, flash[0])(plain(flash[1]))  # Markdown from md() / plain(): kept as it is
+    if not evaluated and p.running:
+        say("info", "**{name}** is being evaluated ({done} of {total} metrics done): its scores appear here when it "
+                    "finishes.", name=run.name, done=p.done, total=p.total or "?")
+    elif not evaluated:
+        say("info", "**{name}** has no eval.json yet. Click **Evaluate** above, or run {command} from the repository "
+                    "root.", name=run.name, command=code(f"python -m core evaluate {shlex.quote(run.name)} --fast"))
     if p.log:
         with st.expander("Evaluation log (evaluate.log)", expanded=not p.running and "Error" in p.log):
             st.code(p.log, language=None)
@@ -46,16 +55,15 @@ def job_panel(run) -> None:
 say("caption", "Fast mode takes a few minutes on a CPU (noisier estimates, same definitions). For the full settings "
                "run {command} in a terminal; this page shows its results too.",
     command=code(f"python -m core evaluate {shlex.quote(run.name)}"))
-job_panel(run)
-
 doc = load_eval(run)
-if doc is None:
-    say("info", "**{name}** has no eval.json yet. Click **Evaluate** above, or run {command} from the repository "
-                "root.", name=run.name, command=code(f"python -m core evaluate {shlex.quote(run.name)} --fast"))
-else:
+job_panel(run, doc is not None)
+
+if doc is not None:
     st.subheader(md("{name}: {model} on {dataset}, step {step:,}", name=run.name, model=doc["model"],
                     dataset=doc["dataset"], step=doc["step"]))
-    st.dataframe(score_rows(doc), hide_index=True, column_config={"score": st.column_config.NumberColumn(format="%.4f")})
+    st.dataframe(score_rows(doc), hide_index=True,
+                 column_config={"score": st.column_config.TextColumn(width="medium"),
+                                "seconds": st.column_config.NumberColumn(format="%.1f")})
     if skipped := skipped_ground_truth(doc):
         say("info", "{dataset} has no ground-truth factors, so the disentanglement metrics ({skipped}) are not "
                     "computed; the attribute probes and edit flip rates below are this run's measures of how "
@@ -78,12 +86,44 @@ else:
         st.dataframe(judge_rows(doc), hide_index=True)
         aucs = ", ".join(f"{name} {auc:.3f}" for name, auc in edits["judge"]["aucs"].items()
                          if name in {r["attribute"] for r in rows} and auc is not None)
-        say("caption", "Judge: a small CNN trained on the {trained_on}; held-out AUC {aucs}. Flip rate at α = 0 is its "
-                       "false-positive rate on reconstructions; dependency is the mean change of its probabilities "
+        say("caption", "Judge: a small CNN trained on the {trained_on}; held-out AUC {aucs}. Flip rate at α = 0 is "
+                       "its false-positive rate on reconstructions; dependency is the mean change of its probabilities "
                        "for the other attributes; pixel change is the mean |edit − reconstruction|.",
             trained_on=edits["judge"]["trained_on"], aucs=aucs)
     elif "skipped" in edits:
         say("info", "Edit quality: skipped: {reason}", reason=edits["skipped"])
+
+
+def runs_table(table: list[dict], present: list[str]) -> None:
+    """Every evaluated run's scores. By default the run, model, β, step (and data set, when they differ) and the
+    `present` scores (those some run has), under short headings, so that the table fits the page; every column on
+    demand."""
+    compact = ["run", "model", *(["data set"] if len({row["data set"] for row in table}) > 1 else []), "β", "step",
+               *present]
+    every = st.toggle("All columns (data set, latent dims, scores no run has)", key="met_all_columns")
+    st.dataframe(table, hide_index=True, column_order=None if every else compact,
+                 column_config={"run": st.column_config.TextColumn(pinned=True),
+                                "β": st.column_config.NumberColumn(format=score_format("β"), width="small"),
+                                **{s: st.column_config.NumberColumn(SHORT.get(s, s), help=s, format=score_format(s))
+                                   for s in SCORE_COLUMNS}})
+
+
+def scatter(where, table: list[dict], x: str, y: str, title: str) -> None:
+    """`y` against `x` over the evaluated runs that have both, in `where`; with one such run its two numbers
+    instead (a lone point on axes scaled around it says nothing), with none a note."""
+    points = both(table, x, y)
+    if len(points) > 1:
+        where.plotly_chart(px.scatter(chart_rows(points), x=x, y=y, hover_name="run", color="model", title=title),
+                           width="stretch")
+    elif points:
+        row = points[0]
+        say("markdown", "**{title}**", title=title, where=where)
+        for column, label in zip(where.columns(2), (x, y)):
+            column.metric(label, score_format(label) % row[label])
+        say("caption", "{run} only: a chart needs two evaluated runs that have both.", run=row["run"], where=where)
+    else:
+        say("info", "No evaluated run has both {x} and {y}.", x=x, y=y, where=where)
+
 
 st.divider()
 st.subheader("All evaluated runs")
@@ -93,18 +133,15 @@ with user_errors():
 if not table:
     st.info("No run has an eval.json yet.")
     st.stop()
-st.dataframe(table, hide_index=True)
-scores = [label for label, _ in SCORES.values()] + ["mean flip rate at largest α"]
-present = [s for s in scores if any(row[s] is not None for row in table)]
+present = [s for s in SCORE_COLUMNS if any(row[s] is not None for row in table)]
+runs_table(table, present)
 c1, c2 = st.columns(2)
 y = c1.selectbox("β against", present, key="met_beta_metric")
-c1.plotly_chart(px.scatter(chart_rows(table), x="β", y=y, hover_name="run", color="model", title=f"β vs {y}"),
-                width="stretch")
+scatter(c1, table, "β", y, f"β vs {y}")
 disentanglement = [s for s in DISENTANGLEMENT if s in present]
 if disentanglement:
     d = c2.selectbox("Reconstruction against", disentanglement, key="met_dis_metric")
-    c2.plotly_chart(px.scatter(chart_rows(table), x=SCORES["reconstruction"][0], y=d, hover_name="run", color="model",
-                               title=f"Reconstruction error vs {d}"), width="stretch")
+    scatter(c2, table, SCORES["reconstruction"][0], d, f"Reconstruction error vs {d}")
 else:
     c2.info("No evaluated run has disentanglement metrics (they need a ground-truth data set such as SynthFaces).")
 if running := [r.name for r in runs if evaluation_running(r)]:
@@ -123,13 +160,20 @@ def leaderboard(groups: list[Group]) -> None:
     c1, c2 = st.columns([3, 1], vertical_alignment="bottom")
     by = c1.selectbox("Sort by", present, index=present.index(dci) if dci in present else 0, key="met_lb_sort")
     descending = c2.toggle("Highest first", value=True, key="met_lb_descending")
-    st.dataframe(leaderboard_rows(sort_groups(shown, by, descending), present), hide_index=True,
-                 column_config={label: st.column_config.NumberColumn(format="%.4g")
-                                for label in present + [f"{label} ±" for label in present]})
+    rows = leaderboard_rows(sort_groups(shown, by, descending), present)
+    # so that the table fits the page: the data set is the one chosen above, and a ± column that no row fills (one
+    # seed each) is left out
+    columns = [column for label in present for column in (label, f"{label} ±")
+               if column == label or any(row[column] is not None for row in rows)]
+    st.dataframe(rows, hide_index=True, column_order=["family", "hyper-parameters", "seeds", "step", *columns],
+                 column_config={label + spread: st.column_config.NumberColumn(SHORT.get(label, label) + spread,
+                                                                             help=label + spread,
+                                                                             format=score_format(label))
+                                for label in present for spread in ("", " ±")})
     st.caption("One row per model family, data set, hyper-parameters (the settings that differ from the family's "
                "and the network preset's defaults, seeds and logging left out) and evaluated step. Each score is "
-               "the mean over the row's seeds, with their standard deviation in its ± column (empty for one seed). "
-               "Click a column heading to sort by it.")
+               "the mean over the row's seeds, with their standard deviation in its ± column (shown where a row has "
+               "more than one seed). Click a column heading to sort by it.")
     for g in shown:
         if g.note:
             say("caption", "**{run}** has a row of its own: {error}", run=g.runs[0], error=g.note)

@@ -15,7 +15,7 @@ from core.runs.folder import Run, list_runs
 from core.runs.labels import LabelError, load_labels
 from core.training.batches import steps_for_epochs
 from dashboard.charts import kl_heatmap, regulariser_curves, train_curves, val_curves
-from dashboard.common import USER_ERRORS, md, plain
+from dashboard.common import USER_ERRORS, md, plain, say
 from dashboard.settings_form import setting_input
 
 FOLDER_DATA = ("celeba", "lfw", "folder")
@@ -87,12 +87,11 @@ def start(options: dict, name: str | None, epochs: float | None) -> None:
         st.error(f"Not started: {plain(str(e))}")
         return
     st.session_state["train_watch"] = run.name
-    st.success(f"Started **{plain(run.name)}** in the background: it keeps training if you leave this page or "
-               "close the browser.")
-    st.code(run.config.command, language="bash")
+    st.session_state["tr_started"] = run.name  # the job panel says so while the job it started runs
 
 
 def cancel(run: Run) -> None:
+    st.session_state.pop("tr_started", None)
     try:
         jobs.cancel(run)
         st.session_state["tr_flash"] = ("info", md("Stopping {name} after its current step, with a checkpoint ...",
@@ -102,6 +101,7 @@ def cancel(run: Run) -> None:
 
 
 def resume(run: Run, steps: int) -> None:
+    st.session_state.pop("tr_started", None)
     try:
         jobs.resume(run, steps)
         st.session_state["tr_flash"] = ("info", md("Resumed {name} towards step {steps:,}.", name=run.name,
@@ -112,7 +112,17 @@ def resume(run: Run, steps: int) -> None:
 
 @st.fragment(run_every=POLL_S)
 def job_panel(run: Run) -> None:
+    """The watched run's job as it is now, redrawn every POLL_S seconds: progress, Cancel or Resume, the last
+    outcome of either, the log. A fragment, so everything that describes the job has to be drawn here: what the
+    rest of the page drew stays as it was until the next full rerun."""
     p = jobs.progress(run)
+    started = st.session_state.get("tr_started") == run.name
+    if started and p.state != "running":
+        del st.session_state["tr_started"]  # it ended (or failed to start): its launch is news no longer
+    elif started:
+        say("success", "Started **{name}** in the background: it keeps training if you leave this page or close the "
+                       "browser.", name=run.name)
+        st.code(run.config.command, language="bash")
     st.progress(p.fraction, text=md("**{name}** · {state} · step {step:,} of {total:,}", name=run.name, state=p.state,
                                     step=p.step, total=p.total))
     c = st.columns(4)

@@ -219,18 +219,20 @@ def test_arithmetic_page_offers_edit_by_condition_for_a_cvae_run(runs, monkeypat
     assert not at.exception, at.exception
     assert at.radio(key="arith_how").value == "vector"
     vector_pictures = [url for image in at.get("image") for url in image.value]
-    assert len(vector_pictures) == 4  # the vector edit as for any run: original, reconstruction, edit, spectrum
+    assert len(vector_pictures) == 3 + 7  # the vector edit as for any run: original, reconstruction, edit, α steps
 
     at.radio(key="arith_how").set_value("condition").run()
     assert not at.exception and not at.error
     before = [url for image in at.get("image") for url in image.value]
-    assert len(before) == 4  # original, reconstruction under the faces' own attributes, the edit, the spectrum
+    assert len(before) == 3 + 5  # original, reconstruction under the faces' own attributes, the edit, 5 values
     assert any("Condition: Smiling = +1.0" in m.value for m in at.markdown)
+    assert [m.value for m in at.markdown if m.value.startswith("**c =")] == [
+        f"**c = {v:+.2f}**" for v in (0, 0.25, 0.5, 0.75, 1)]
     at.slider(key="arith_cond_value").set_value(0.0).run()
     after = [url for image in at.get("image") for url in image.value]
-    assert after[2] != before[2] and after[:2] == before[:2] and after[3] == before[3]
+    assert after[2] != before[2] and after[:2] == before[:2] and after[3:] == before[3:]
     at.slider(key="arith_cond_range").set_value((0.0, 2.0)).run()
-    assert [url for image in at.get("image") for url in image.value][3] != after[3]
+    assert [url for image in at.get("image") for url in image.value][-1] != after[-1]  # the last value: 1 -> 2
     assert not at.exception and not at.error
 
 

@@ -91,7 +91,9 @@ def test_scores_charts_and_comparison_of_evaluated_runs(evaluated, tmp_path, mon
     assert sorted(table_with(at, "run")["run"]) == ["tiny-bvae", "tiny-modvae"]
     titles = chart_titles(at)
     assert any("held-out ROC-AUC" in t for t in titles) and any(t.endswith(": flip rate") for t in titles)
-    assert "β vs MIG" in titles and "Reconstruction error vs MIG" in titles
+    # only tiny-bvae has a MIG (tiny-modvae poses as CelebA): its numbers, not a one-point chart
+    assert not [t for t in titles if " vs " in t]
+    assert sum("tiny-bvae only" in c.value for c in at.caption) == 2
     assert "renderer's exact ground truth" in " ".join(c.value for c in at.caption)
 
     at.radio(key="met_edit_measure").set_value("pixel change").run()
@@ -130,6 +132,31 @@ def test_the_leaderboard_groups_seeds_and_plots_reconstruction_against_disentang
     assert not [t for t in chart_titles(at) if "over seeds" in t]
 
 
+def test_one_evaluated_run_shows_its_numbers_in_their_units_and_no_one_point_chart(tmp_path, monkeypatch):
+    root = tmp_path / "runs"
+    root.mkdir()
+    monkeypatch.setenv("LATENTLAB_CHECKPOINTS", str(root))
+    likelihood = {"iwae": -7435.3, "elbo": -7440.25, "importance_samples": 50, "iwae_bits_per_dim": 0.87}
+    evaluated_run(root, tiny_config("only", dataset="synthfaces"),
+                  {"mig": {"mig": 0.25}, "likelihood": likelihood, "reconstruction": {"mse_per_pixel": 0.012345}})
+    at = page("only")
+    assert not at.exception, at.exception
+    scores = table_with(at, "metric")
+    assert dict(zip(scores["metric"], scores["score"])) == {"mig": "0.250", "likelihood": "-7435.3 nats/image",
+                                                            "reconstruction": "0.0123"}
+    # the table of evaluated runs: the scores some run has, under short headings; the rest on demand
+    runs = next(d for d in at.dataframe if "run" in d.value)
+    assert list(runs.proto.column_order) == ["run", "model", "β", "step", "MIG", "IWAE (nats/image)",
+                                             "reconstruction MSE/pixel"]
+    at.toggle(key="met_all_columns").set_value(True).run()
+    assert not list(next(d for d in at.dataframe if "run" in d.value).proto.column_order)  # every column
+    # one run: β vs MIG and reconstruction vs MIG are numbers, not a point on axes scaled around it
+    assert not [t for t in chart_titles(at) if " vs " in t]
+    numbers = [(m.label, m.value) for m in at.metric]
+    assert numbers == [("β", "2"), ("MIG", "0.250"), ("reconstruction MSE/pixel", "0.0123"), ("MIG", "0.250")]
+    assert sum("only only: a chart needs two evaluated runs" in c.value for c in at.caption) == 2
+
+
 def test_a_real_data_run_says_it_has_no_disentanglement_metrics(evaluated, tmp_path, monkeypatch):
     use_copy(evaluated, tmp_path / "runs", monkeypatch)
     at = page("tiny-modvae")
@@ -157,6 +184,9 @@ def test_evaluate_starts_one_background_job_and_shows_its_progress(tiny_runs_dir
         at.run()
         assert f"Evaluating **tiny-bvae** · 0 of {len(METRICS)} metrics done · now: beta_vae" in \
             [b.proto.text for b in at.get("progress")]
+        # where the scores will be, the page says they are on their way (not "click Evaluate", which is hidden)
+        assert f"is being evaluated (0 of {len(METRICS)} metrics done)" in messages(at)
+        assert "no eval.json yet" not in messages(at) and "met_start" not in [b.key for b in at.button]
     finally:
         kill(run)
     p = evaluation_progress(run)

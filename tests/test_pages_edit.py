@@ -80,12 +80,23 @@ def test_arithmetic_says_when_the_run_has_not_learned_the_attribute(runs_dir, mo
 def test_moving_alpha_changes_only_the_edited_image(runs_dir, monkeypatch):
     at = open_page("arithmetic.py", runs_dir, monkeypatch)
     before = pictures(at)
-    assert len(before) == 4  # original, reconstruction, edit, spectrum
+    assert len(before) == 3 + 7  # original, reconstruction, edit, then one column per α of the spectrum
     at.slider(key="arith_alpha").set_value(-2.5).run()
     after = pictures(at)
     assert after[2] != before[2]
-    assert after[:2] == before[:2] and after[3] == before[3]
+    assert after[:2] == before[:2] and after[3:] == before[3:]
     assert not at.exception
+
+
+def test_every_column_of_faces_says_what_it_shows(runs_dir, monkeypatch):
+    at = open_page("arithmetic.py", runs_dir, monkeypatch)
+    titles = [m.value for m in at.markdown if m.value.startswith("**")]
+    assert titles == ["**Original**", "**Reconstruction**", "**Edit: α = +1.0**",
+                      *(f"**α = {a:+.2f}**" for a in (-2, -7 / 6, -1 / 3, 0.5, 4 / 3, 13 / 6, 3))]
+    at.slider(key="arith_steps").set_value(3).run()
+    assert [m.value for m in at.markdown if m.value.startswith("**α")] == ["**α = -2.00**", "**α = +0.50**",
+                                                                          "**α = +3.00**"]
+    assert len(pictures(at)) == 3 + 3  # a column is one picture of its faces stacked: their rows line up
 
 
 def test_arithmetic_options_balanced_and_conditional_render(runs_dir, monkeypatch):

@@ -2,8 +2,10 @@
 import json
 import shutil
 import time
+from datetime import datetime
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from streamlit.testing.v1 import AppTest
 
@@ -78,6 +80,18 @@ def test_home_shows_a_run_copied_in_without_a_restart(runs):
     assert "copied" in table_runs(at)
 
 
+def test_home_shows_when_a_run_was_trained_not_when_its_files_were_copied(runs):
+    trained = datetime(2026, 11, 23, 3, 10)
+    status = json.loads((runs / "tiny-bvae" / "status.json").read_text())
+    (runs / "tiny-bvae" / "status.json").write_text(json.dumps({**status, "updated": trained.timestamp()}))
+    (runs / "tiny-modvae" / "status.json").unlink()  # a folder copied without its status: no time to show
+    at = home()  # every file was just written, as a git clone writes the shipped demo runs
+    table = at.dataframe[0].value.set_index("run")
+    assert table.loc["tiny-bvae", "trained"] == trained
+    assert pd.isna(table.loc["tiny-modvae", "trained"])
+    assert table_runs(at) == ["tiny-bvae", "tiny-modvae"]  # most recently trained first, never-recorded last
+
+
 def test_home_demo_button_launches_a_job_and_opens_it_on_train(runs):
     at = home()
     at.button(key="home_demo").click().run()
@@ -140,8 +154,12 @@ def test_train_form_launches_a_job_that_the_page_watches_and_cancels(runs):
     assert at.code[0].value.startswith("python -m core train --name ui-job")  # the command that recreates it
     assert at.selectbox(key="tr_watch").value == "ui-job"
     assert {m.label: m.value for m in at.metric}["State"] == "running"
+    at.run()  # the job panel redraws itself: it says "Started" for as long as the job runs, not once per click
+    assert "Started **ui-job**" in at.success[0].value
     at.button(key="tr_cancel").click().run()
     assert not at.exception and "Stopping ui-job" in at.info[0].value
+    assert not [s for s in at.success if "Started" in s.value]  # cancelled: no longer "Started"
+    assert not [c for c in at.code if c.value.startswith("python -m core train")]
     assert wait_until_stopped(Run(runs / "ui-job")) != "running"
     at.run()
     assert {m.label: m.value for m in at.metric}["State"] != "running"
@@ -170,3 +188,20 @@ def test_regulariser_terms_are_plotted_for_families_that_log_them():
     fig = regulariser_curves(tcvae).to_dict()
     assert [a["text"] for a in fig["layout"]["annotations"]] == ["mi", "tc", "dim kl"]
     assert [t["y"] for t in fig["data"]][1] == [0.2, 0.1]
+
+
+def test_step_axes_tick_whole_steps_only():
+    from dashboard.charts import kl_heatmap, train_curves, val_curves
+
+    def records(steps):
+        return [{"step": s, "loss": 1.0, "recon": 0.5, "kl": 0.5, "neg_elbo": 1.0, "kl_dims": [0.1, 0.2]}
+                for s in steps]
+
+    for steps in ([10], [10, 15], [1, 2, 3]):  # the first records of a run: Plotly alone would tick at 9.5, 10.5 ...
+        curves = train_curves({"a": records(steps)}).to_dict()["layout"]
+        assert [curves[axis].get("dtick") for axis in ("xaxis", "xaxis2", "xaxis3")] == [1, 1, 1]
+        assert val_curves({"a": records(steps)}).to_dict()["layout"]["xaxis"]["dtick"] == 1
+        assert kl_heatmap(records(steps)).to_dict()["layout"]["xaxis"]["dtick"] == 1
+    later = records(range(10, 210, 10))  # Plotly's own ticks are whole numbers over 190 steps
+    assert "dtick" not in train_curves({"a": later}).to_dict()["layout"]["xaxis"]
+    assert "dtick" not in kl_heatmap(later).to_dict()["layout"]["xaxis"]

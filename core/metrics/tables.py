@@ -16,19 +16,43 @@ SCORES = {
     "probes": ("mean probe AUC", "mean_auc"),
 }
 DISENTANGLEMENT = [SCORES[name][0] for name in GROUND_TRUTH]
+FLIP_RATE = "mean flip rate at largest α"
+# Headings short enough for a table of every score to fit a page (the full label is the heading's tooltip).
+SHORT = {SCORES["beta_vae"][0]: "β-VAE", SCORES["factor_vae"][0]: "FactorVAE", SCORES["dci"][0]: "DCI",
+         SCORES["likelihood"][0]: "IWAE", SCORES["reconstruction"][0]: "MSE", SCORES["probes"][0]: "probe AUC",
+         FLIP_RATE: "flip rate"}
+# Digits that mean something: IWAE is thousands of nats per image, MSE per pixel a few thousandths, the other
+# scores are between 0 and 1, β is shown as typed.
+FORMATS = {"β": "%g", SCORES["likelihood"][0]: "%.1f", SCORES["reconstruction"][0]: "%.4f"}
+# The unit of a metric's headline number where the metric's name does not say it.
+UNITS = {"likelihood": "nats/image"}
 
 
 def score_rows(doc: dict) -> list[dict]:
-    """One row per result of one eval.json: metric, headline score, what it means, mode, seconds."""
+    """One row per result of one eval.json: metric, headline score as text (its own digits and unit, e.g.
+    "-7435.3 nats/image"; None when skipped or not finite), what it means, mode, seconds."""
     rows = []
     for name, r in doc["results"].items():
         if "skipped" in r:
-            rows.append({"metric": name, "score": None, "details": f"skipped: {r['skipped']}", "mode": "", "seconds": None})
+            rows.append({"metric": name, "score": None, "details": f"skipped: {r['skipped']}", "mode": "",
+                         "seconds": None})
             continue
         score, details = headline(name, r)
-        rows.append({"metric": name, "score": None if score == "-" else float(score), "details": details,
+        if score != "-" and name in UNITS:
+            score = f"{score} {UNITS[name]}"
+        rows.append({"metric": name, "score": None if score == "-" else score, "details": details,
                      "mode": "fast" if r.get("fast") else "full", "seconds": r.get("seconds")})
     return rows
+
+
+def score_format(column: str) -> str:
+    """The printf-style format of a comparison_rows column's numbers (β, a score)."""
+    return FORMATS.get(column, "%.3f")
+
+
+def both(rows: list[dict], x: str, y: str) -> list[dict]:
+    """The comparison_rows rows that have a number in both columns `x` and `y`: the points of a scatter of them."""
+    return [row for row in rows if row.get(x) is not None and row.get(y) is not None]
 
 
 def comparison_rows(runs: list[Run]) -> list[dict]:
@@ -47,7 +71,7 @@ def comparison_rows(runs: list[Run]) -> list[dict]:
         for name, (label, key) in SCORES.items():
             value = doc["results"].get(name, {}).get(key)
             row[label] = float(value) if isinstance(value, (int, float)) else None
-        row["mean flip rate at largest α"] = mean_flip_rate(doc["results"].get("edits", {}))
+        row[FLIP_RATE] = mean_flip_rate(doc["results"].get("edits", {}))
         rows.append(row)
     return rows
 

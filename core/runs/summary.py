@@ -24,7 +24,11 @@ class RunSummary:
 
     name: str
     path: Path
-    created: float | None  # seconds since the epoch
+    # when the trainer last recorded the run's state in status.json ("updated", seconds since the epoch): when it
+    # finished, stopped or failed, or, while it runs, when it started (or last changed its thread count). Read from
+    # the file rather than the files' times, which a copy or a git clone sets to when it was made (the shipped demo
+    # runs would all read as made today).
+    trained: float | None = None
     model: str | None = None  # the family's title (core.models.family)
     beta: float | None = None
     dataset: str | None = None
@@ -43,17 +47,16 @@ class RunSummary:
 def summarize(run: Run) -> RunSummary:
     """The summary of one run folder; a broken folder (a damaged or missing config, status, metrics or checkpoint, a
     symbolic link, a folder it may not read) gives a summary with `problem` set, never an exception."""
-    created = _created(run.path)
     if run.path.is_symlink():
-        return RunSummary(run.name, run.path, created, problem="a symbolic link, not a run folder: LatentLab does not "
-                                                               "follow links out of the runs folder; copy the run here")
+        return RunSummary(run.name, run.path, problem="a symbolic link, not a run folder: LatentLab does not follow "
+                                                      "links out of the runs folder; copy the run here")
     try:
-        return _summarize(run, created)
+        return _summarize(run)
     except (ConfigError, RunError, UntrustedFileError, OSError) as e:
-        return RunSummary(run.name, run.path, created, problem=str(e))
+        return RunSummary(run.name, run.path, problem=str(e))
 
 
-def _summarize(run: Run, created: float | None) -> RunSummary:
+def _summarize(run: Run) -> RunSummary:
     config = run.config
     where = progress(run)
     records = run.metrics()
@@ -61,8 +64,9 @@ def _summarize(run: Run, created: float | None) -> RunSummary:
     val = [r for r in records if r["type"] == "val"]
     last = train[-1] if train else {}
     has_checkpoint = run.checkpoint_path.is_file()
+    trained = _number(run.status().get("updated"))
     return RunSummary(
-        run.name, run.path, created, config.family.title, config.loss.beta, config.data.dataset,
+        run.name, run.path, trained, config.family.title, config.loss.beta, config.data.dataset,
         step=where.step, total_steps=where.total, epochs=_number(last.get("epoch")), loss=_number(last.get("loss")),
         recon=_number(last.get("recon")), kl=_number(last.get("kl")),
         val_neg_elbo=_number(val[-1].get("neg_elbo")) if val else None,
@@ -73,23 +77,14 @@ def _summarize(run: Run, created: float | None) -> RunSummary:
 
 
 def summaries(runs_dir: str | Path | None = None) -> list[RunSummary]:
-    """Every folder in the runs folder (hidden ones aside), newest first."""
+    """Every folder in the runs folder (hidden ones aside), the most recently trained first (those that never
+    recorded a state last)."""
     root = Path(runs_dir) if runs_dir else default_runs_dir()
     if not root.is_dir():
         return []
     folders = [p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")]
     rows = [summarize(Run(p)) for p in folders]
-    return sorted(rows, key=lambda r: r.created or 0.0, reverse=True)
-
-
-def _created(path: Path) -> float | None:
-    """When the run was made: config.json is written first, but a resume with new steps rewrites it, so take the
-    oldest file of the folder's top level."""
-    try:
-        times = [p.stat().st_mtime for p in path.iterdir() if p.is_file()]
-    except OSError:
-        return None
-    return min(times) if times else None
+    return sorted(rows, key=lambda r: r.trained or 0.0, reverse=True)
 
 
 def _number(value) -> float | None:
