@@ -1,5 +1,7 @@
 """Background training jobs: real processes on tiny runs in a temporary runs folder."""
 import json
+import os
+import signal
 import subprocess
 import sys
 import threading
@@ -13,6 +15,7 @@ from core.config import ConfigError, RunConfig
 from core.data import DataError
 from core.runs.folder import Run, RunError, create_run
 from core.training import loop
+from core.training.cancel import CancellableSetup
 from tests.tiny import tiny_config
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -175,3 +178,18 @@ def test_resuming_a_run_that_is_training_is_refused_instead_of_starting_a_second
     finally:
         if process.liveness(record) == process.ALIVE:
             process.cancel(record)
+
+
+def test_a_cancel_while_the_trainer_still_loads_ends_the_run_cancelled_not_failed(tmp_path):
+    run = create_run(tiny_config("early", dataset="synthfaces", steps=50), tmp_path)
+    before = signal.getsignal(signal.SIGTERM)
+    with CancellableSetup(run) as setup:
+        os.kill(os.getpid(), signal.SIGTERM)  # the dashboard's Cancel, before the first step
+        time.sleep(5)  # never reached: the handler raises at the next bytecode
+        raise AssertionError("the cancel did not interrupt the setup")
+    status = run.status()
+    assert setup.cancelled and status["state"] == "cancelled" and status["step"] == 0
+    assert signal.getsignal(signal.SIGTERM) == before  # fit() installs its own handler next
+    with pytest.raises(DataError), CancellableSetup(run) as setup:  # any other error goes on as it was
+        raise DataError("the data set is gone")
+    assert not setup.cancelled

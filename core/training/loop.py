@@ -22,6 +22,7 @@ from core.training.batches import Batch, make_batches
 from core.training.conditions import condition_mean, condition_rows, with_conditions
 from core.config import RunConfig
 from core.data import Dataset, load_dataset
+from core.training.cancel import CancellableSetup
 from core.training.feed import Feed
 from core.device import pick_device, to_float
 from core.data.images import grid, save_png
@@ -333,7 +334,9 @@ def train(config: RunConfig, runs_dir: Path | None = None, progress: bool = True
     distributed.check_batch_size(config.train.batch_size, batches.group_size)  # before a run folder exists
     config = with_conditions(config, dataset)  # a conditional family records its data set's attribute count
     run = distributed.on_main(lambda: create_run(config, runs_dir), lambda run: str(run.path), Run)
-    return _trainer(run, dataset, progress).fit()
+    with CancellableSetup(run) as setup:
+        trainer = _trainer(run, dataset, progress)
+    return run if setup.cancelled else trainer.fit()
 
 
 def _trainer(run: Run, dataset: Dataset | None, progress: bool) -> Trainer:
@@ -359,6 +362,7 @@ def resume(run: Run, steps: int | None = None, progress: bool = True, dataset: D
         if steps is not None:
             run.write_config(config)
     distributed.barrier()  # the other ranks read the new config after rank 0 wrote it
-    trainer = _trainer(run, dataset, progress)
-    trainer.resume()
-    return trainer.fit()
+    with CancellableSetup(run) as setup:
+        trainer = _trainer(run, dataset, progress)
+        trainer.resume()
+    return run if setup.cancelled else trainer.fit()
