@@ -13,7 +13,8 @@ entry shares --train-args, --steps and the seeds: the same network, data and bud
 Runs are named <prefix>-<entry>-s<seed> in the runs folder ($LATENTLAB_CHECKPOINTS or checkpoints/); each
 milestone's scores are appended to <prefix>.jsonl there, so the command can be stopped and re-run: a milestone
 already recorded is not trained or evaluated again, and a run continues from its last checkpoint (the trainer's
-resume is exact). Every training process gets one CPU thread (--jobs of them at once).
+resume is exact). On the CPU every training process gets one thread (--jobs of them at once); on a GPU
+(--device cuda, --jobs 1) the same grid at a longer budget is the same command with larger --steps.
 Not a test: the numbers go to benchmarks/RESULTS.md with the command.
 """
 from __future__ import annotations
@@ -104,9 +105,10 @@ def advance(a: argparse.Namespace, entry: Entry, seed: int, done: set[tuple[str,
                        *shlex.split(a.train_args), *shlex.split(entry.options)]
         else:
             command = ["train", "--resume", name]
-        if step != milestone and not call(a, name, [*command, "--steps", str(milestone), "--threads", "1"]):
+        where = ["--device", a.device, *(["--threads", "1"] if a.device == "cpu" else [])]
+        if step != milestone and not call(a, name, [*command, "--steps", str(milestone), *where]):
             return
-        evaluate = ["evaluate", name, "--metrics", a.metrics, "--device", "cpu", "--seed", "0",
+        evaluate = ["evaluate", name, "--metrics", a.metrics, "--device", a.device, "--seed", "0",
                     *(["--fast"] if a.fast else []), *[x for s in a.set for x in ("--set", s)]]
         doc = load_eval(run)
         if (doc is None or doc.get("step") != milestone) and not call(a, name, evaluate):
@@ -203,8 +205,9 @@ def plot(a: argparse.Namespace, rows: list[dict]) -> str:
                 series[f"{entry.family} {entry.options}".strip()] = points
         return svg_plot(series, "training steps", f"{LABELS[a.plot_metric]} against steps on {a.dataset}", False)
     last = summary(a, rows, a.steps[-1])
-    series = {LABELS[c]: [(r["entry"].option(a.plot_x), r[c].median) for r in last if r[c] and r["entry"].option(a.plot_x)]
-              for c in ("beta_vae", "factor_vae", "mig", "dci", "sap")}
+    scores = ("beta_vae", "factor_vae", "mig", "dci", "sap")
+    series = {LABELS[c]: [(r["entry"].option(a.plot_x), r[c].median) for r in last
+                          if r[c] and r["entry"].option(a.plot_x)] for c in scores}
     return svg_plot({k: v for k, v in series.items() if v}, f"{a.plot_x} (log scale)",
                     f"disentanglement against {a.plot_x} on {a.dataset}", True)
 
@@ -215,7 +218,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--grid", nargs="+", default=["vae", "beta-vae"], help="entries: FAMILY or 'FAMILY:OPTIONS'")
     p.add_argument("--seeds", default="0,1,2")
     p.add_argument("--steps", default="1000,2500", help="milestones: train to each, evaluate at each")
-    p.add_argument("--jobs", type=int, default=2, help="training processes at once (one CPU thread each)")
+    p.add_argument("--jobs", type=int, default=2, help="training processes at once (on the CPU, one thread each)")
+    p.add_argument("--device", default="cpu", help="where to train and evaluate: cpu, cuda, ...")
     p.add_argument("--train-args", default="", help="more `python -m core train` options for every entry, quoted")
     p.add_argument("--metrics", default="beta_vae,factor_vae,mig,dci,likelihood")
     p.add_argument("--fast", action="store_true", help="fast-mode evaluation")
