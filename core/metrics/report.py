@@ -48,7 +48,10 @@ def headline(name: str, r: dict) -> tuple[str, str]:
     """(score, details) as text for one metric's result: its headline number and a short note on what it is. A
     number that was not finite (null in eval.json) shows as "-", a metric this version does not know as "-"."""
     if name in ("beta_vae", "factor_vae"):
-        extra = f", {r['num_active_dims']} active dims" if name == "factor_vae" else ""
+        # Not "active dims": that is the KL definition (core.explore.traverse.collapsed, the Traversals page); the
+        # FactorVAE score keeps the dims whose code std reaches its prune threshold (disentanglement_lib's rule).
+        extra = (f", votes over {r['num_active_dims']} dims (code std ≥ its prune threshold)"
+                 if name == "factor_vae" else "")
         return _f(r["eval_accuracy"], ".3f"), f"eval accuracy (train {_f(r['train_accuracy'], '.3f')}){extra}"
     if name == "mig":
         return _f(r["mig"], ".3f"), "mean normalised top-2 MI gap"
