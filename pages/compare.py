@@ -5,6 +5,7 @@ import streamlit as st
 
 from core.config import DataConfig
 from core.runs.folder import Run, list_runs
+from core.runs.summary import summarize
 from dashboard.common import decode_codes, encode_faces, load_data_or_none, md, pick_faces, say, show_strip
 
 st.title("Compare runs")
@@ -22,9 +23,29 @@ if not chosen:
     st.stop()
 
 
-def last(run: Run, kind: str, field: str):
-    records = [r for r in run.metrics(kind) if field in r]
-    return round(records[-1][field], 1) if records else None
+@st.cache_data(max_entries=64, show_spinner=False)
+def table_row(path: str, files: tuple) -> dict:
+    """A run's line of the table, keyed on the times and sizes of the files it is read from: a long run's
+    metrics.jsonl is megabytes, and a rerun that changes none of them reads none of them again."""
+    run = Run(path)
+    config, summary = run.config, summarize(run)
+    tenth = lambda x: None if x is None else round(x, 1)  # noqa: E731
+    return {"run": run.name, "model": config.model, "β": config.loss.beta, "latent dims": config.arch.latent_dim,
+            "preset": config.arch.preset, "data set": config.data.dataset, "steps": summary.step,
+            "train loss": tenth(summary.loss), "train recon": tenth(summary.recon), "train KL": tenth(summary.kl),
+            "val −ELBO": tenth(summary.val_neg_elbo)}
+
+
+def files_of(run: Run) -> tuple:
+    """(modification time, size) of each file a table row is read from; None for one that is not there."""
+    def stamp(path: Path) -> tuple[int, int] | None:
+        try:
+            stat = path.stat()
+        except OSError:
+            return None
+        return stat.st_mtime_ns, stat.st_size
+
+    return tuple(stamp(run.path / name) for name in ("config.json", "metrics.jsonl", "status.json"))
 
 
 def images_of(data: DataConfig) -> tuple:
@@ -32,11 +53,7 @@ def images_of(data: DataConfig) -> tuple:
     return data.dataset, str(Path(data.root).resolve()) if data.root else None
 
 
-st.dataframe([{"run": r.name, "model": r.config.model, "β": r.config.loss.beta, "latent dims": r.config.arch.latent_dim,
-               "preset": r.config.arch.preset, "data set": r.config.data.dataset,
-               "steps": r.status().get("step"), "train loss": last(r, "train", "loss"),
-               "train recon": last(r, "train", "recon"), "train KL": last(r, "train", "kl"),
-               "val −ELBO": last(r, "val", "neg_elbo")} for r in chosen], hide_index=True)
+st.dataframe([table_row(str(r.path), files_of(r)) for r in chosen], hide_index=True)
 
 reference = chosen[0]
 same = [r for r in chosen if images_of(r.config.data) == images_of(reference.config.data)]

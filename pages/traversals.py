@@ -1,4 +1,6 @@
 """Traversals: what every latent dim does to a face, ordered by KL, and hand labels for the dims."""
+from typing import NamedTuple
+
 import numpy as np
 import streamlit as st
 
@@ -9,8 +11,8 @@ from core.runs.labels import DimLabel, LabelError, dim_name, labels_csv, labels_
 from core.runs.folder import Run
 from core.explore.suggest import MIN_ABS_R, Suggestion, attribute_correlations
 from core.explore.traverse import (COLLAPSED_NATS, RANGE_MODES, collapsed, decode_grid, dim_ranges, encode_faces,
-                                   kl_from_encodings, kl_from_metrics, kl_order, labelled_grid, png_bytes,
-                                   traversal_gif, traversal_values)
+                                   jpeg_bytes, kl_from_encodings, kl_from_metrics, kl_order, labelled_grid, png_bytes,
+                                   traversal_gif, traversal_values, zoom_grid)
 from core.explore.traverse import group_title, latent_groups
 from dashboard.common import (load_data_or_none, load_encodings, load_model, md, pick_faces, pick_run, plain,
                               user_errors)
@@ -23,21 +25,38 @@ def kl_text(kl: float) -> str:
     return f"{kl:.2f}" if kl >= 0.1 else f"{kl:.3f}"
 
 
-@st.cache_data(max_entries=32, show_spinner="Decoding ...")
-def decoded(path: str, stamp: float, codes: np.ndarray) -> np.ndarray:
-    """Keyed on the run, its checkpoint's mtime and the codes (which hold every setting): reruns are free."""
-    return decode_grid(load_model(Run(path)), codes)
+class Shown(NamedTuple):
+    """A picture as drawn (JPEG bytes, so a rerun sends them again without encoding) and as downloaded (the
+    read-only array, made a PNG only when the button is clicked)."""
+
+    picture: np.ndarray
+    jpeg: bytes
 
 
-@st.cache_data(max_entries=16, show_spinner=False)
-def picture_of(images: np.ndarray, labels: tuple[str, ...], dimmed: tuple[bool, ...], scale: int,
-               label_width: int) -> np.ndarray:
-    return labelled_grid(images, list(labels), dimmed, scale, label_width)
+# The pictures are cached as resources, not data: handed out as they are instead of unpickled on every rerun (a 64x9
+# grid is ~10 MB of pixels). Nothing changes them (the array is read-only), so sessions can share them. Every key
+# is small (codes, ranges, labels: cheap to hash) and holds the checkpoint's mtime, so a new checkpoint redraws.
+@st.cache_resource(max_entries=16, show_spinner="Decoding ...")
+def grid_picture(path: str, stamp: float, center: np.ndarray, dims: tuple[int, ...], steps: int, lo: np.ndarray,
+                 hi: np.ndarray, labels: tuple[str, ...], dimmed: tuple[bool, ...], scale: int) -> Shown:
+    """One row per dim of `dims`, each swept from lo to hi around `center`, labelled."""
+    images = decode_grid(load_model(Run(path)), traversal_values(center, dims, steps, lo, hi))
+    picture = labelled_grid(images, list(labels), dimmed, scale, 170)
+    picture.flags.writeable = False
+    return Shown(picture, jpeg_bytes(picture))
 
 
-@st.cache_data(max_entries=16, show_spinner=False)
-def gif_of(images: np.ndarray) -> bytes:
-    return traversal_gif(images)
+@st.cache_resource(max_entries=16, show_spinner="Decoding ...")
+def zoom_pictures(path: str, stamp: float, centers: np.ndarray, dim: int, steps: int, lo: np.ndarray, hi: np.ndarray,
+                  names: tuple[str, ...]) -> tuple[bytes, bytes]:
+    """One dim swept on several faces: the labelled picture (JPEG, 128 px tiles) and the animated GIF."""
+    zoom = decode_grid(load_model(Run(path)), traversal_values(centers, [dim], steps, lo, hi))[:, 0]
+    return jpeg_bytes(zoom_grid(zoom, list(names), lo[dim], hi[dim])), traversal_gif(zoom)
+
+
+@st.cache_data(max_entries=32, show_spinner=False)
+def decoded_center(path: str, stamp: float, center: np.ndarray) -> np.ndarray:
+    return decode_grid(load_model(Run(path)), center[None])[0]
 
 
 @st.cache_data(max_entries=64, show_spinner=False)
@@ -127,8 +146,8 @@ with st.sidebar:
         face_name, image = f"prior sample {st.session_state['trav_prior_seed']}", None
     else:
         center, face_name, image = np.zeros(latent_dim, np.float32), "prior mean", None
-    decoded_center = decoded(path, stamp, center[None])[0]
-    shown = [decoded_center] if image is None else [image[0], decoded_center]
+    decoded = decoded_center(path, stamp, center)
+    shown = [decoded] if image is None else [image[0], decoded]
     st.image([im.transpose(1, 2, 0) for im in shown], width=96,
              caption=["decoded"] if image is None else [face_name, "reconstruction"])
 
@@ -185,11 +204,13 @@ for name, dims in groups.items() if rows else ():
     if not group_rows:
         st.caption("Every dim of this code is hidden (collapsed).")
         continue
-    images = decoded(path, stamp, traversal_values(center, group_rows, steps, lo, hi))
-    picture = picture_of(images, tuple(row_label(d) for d in group_rows), tuple(dead[group_rows]), scale, 170)
-    st.image(picture, caption=f"{face_name}{f' · {group_title(name)}' if split else ''}: {len(group_rows)} dims × "
-                              f"{steps} steps ({RANGE_MODES[mode]})")
-    st.download_button("Download grid (PNG)", lambda picture=picture: png_bytes(picture),
+    drawn = grid_picture(path, stamp, center, tuple(group_rows), steps, lo, hi,
+                         tuple(row_label(d) for d in group_rows), tuple(dead[group_rows]), scale)
+    # At its own width: a picture wider than Streamlit's default limit would be shrunk and re-encoded every rerun.
+    st.image(drawn.jpeg, caption=f"{face_name}{f' · {group_title(name)}' if split else ''}: {len(group_rows)} dims × "
+                                 f"{steps} steps ({RANGE_MODES[mode]})", width=drawn.picture.shape[1],
+             output_format="JPEG")
+    st.download_button("Download grid (PNG)", lambda picture=drawn.picture: png_bytes(picture),
                        f"{run.name}-traversals{f'-{name}' if split else ''}.png", "image/png", on_click="ignore",
                        key=f"trav_png{f'_{name}' if split else ''}")
 
@@ -211,11 +232,9 @@ else:
     others_mu = prior_codes(latent_dim, n_faces - 1, seed=1_000 + st.session_state.get("trav_prior_seed", 0))
     names = [face_name] + [f"prior sample {i + 1}" for i in range(n_faces - 1)]
 centers = np.concatenate([center[None], others_mu])[:n_faces]
-zoom = decoded(path, stamp, traversal_values(centers, [dim], zoom_steps, lo, hi))[:, 0]
-st.image(picture_of(zoom, tuple(names[:len(zoom)]), (False,) * len(zoom), scale, 110),
-         caption=md("{dim} from {lo:+.2f} to {hi:+.2f}, {steps} steps", dim=dim_name(dim, labels), lo=lo[dim],
-                    hi=hi[dim], steps=zoom_steps))
-gif = gif_of(zoom)
+zoom, gif = zoom_pictures(path, stamp, centers, dim, zoom_steps, lo, hi, tuple(names[:len(centers)]))
+st.image(zoom, caption=md("{dim} from {lo:+.2f} to {hi:+.2f}, {steps} steps", dim=dim_name(dim, labels), lo=lo[dim],
+                          hi=hi[dim], steps=zoom_steps), output_format="JPEG")
 st.image(gif, caption=md("{dim}, forward and back", dim=dim_name(dim, labels)))
 st.download_button("Download GIF", gif, f"{run.name}-z{dim}.gif", "image/gif", on_click="ignore", key="trav_gif")
 

@@ -143,3 +143,23 @@ def test_family_sweep_trains_to_each_milestone_tabulates_plots_and_a_rerun_redoe
     by_beta = subprocess.run([*command[:-2], "--plot-x", "beta", "--no-train", "--grid", "beta-vae:--beta 4"],
                              cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
     assert by_beta.returncode == 0 and "beta (log scale)" in plot.read_text()
+
+def test_dashboard_latency_measures_a_page_idle_and_beside_a_training_job():
+    done = subprocess.run([sys.executable, "benchmarks/dashboard_latency.py", "--pages", "home", "--under-training",
+                           "--training-warm-up", "1", "--skip-umap", "--skip-encode"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert re.search(r"training job \(.*\): [\d,]+ images/s alone, [\d,]+ images/s while", done.stdout)
+    rows = {r[0]: r[1:] for r in ([c.strip() for c in line.split("|")[1:-1]] for line in done.stdout.splitlines()
+                                  if line.startswith("| ") and not line.startswith("| what"))}
+    assert list(rows) == ["Home: first render (fresh process: imports, dashboard start)", "home: rerun, warm",
+                          "64x9 traversal grid, cold (fresh process: model load + decode)"]
+    for what, (*seconds, target) in rows.items():  # wall and CPU, idle and beside the job
+        assert len(seconds) == 4 and all(float(x) > 0 for x in seconds), what
+    assert [target for *_, target in rows.values()] == ["≤ 2 s", "", "≤ 1 s"]
+
+
+def test_dashboard_latency_refuses_unknown_pages():
+    done = subprocess.run([sys.executable, "benchmarks/dashboard_latency.py", "--pages", "home,frobnicate"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2 and "--pages frobnicate" in done.stderr

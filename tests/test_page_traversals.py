@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from streamlit.testing.v1 import AppTest
 
 from core.explore.encode import encodings_path, load_or_encode
@@ -37,9 +38,13 @@ def page(run: str) -> AppTest:
     return at.switch_page(str(PAGE)).run()
 
 
+def image_with(at: AppTest, words: str):
+    return next(img for el in at.get("image") for img in el.proto.imgs if words in img.caption)
+
+
 def grid_image(at: AppTest):
     """The main grid: the image whose caption says 'N dims × S steps'."""
-    return next(img for el in at.get("image") for img in el.proto.imgs if " dims × " in img.caption)
+    return image_with(at, " dims × ")
 
 
 def widget(elements, label: str):
@@ -59,6 +64,26 @@ def test_renders_every_dim_of_any_latent_size(runs, name, dims):
     kl = kl_from_metrics(Run(runs / name))
     assert zoom.options[0].startswith(f"z{kl_order(kl)[0]} ")  # ordered by KL, largest first
     assert len(zoom.options) == dims
+
+
+def test_a_new_checkpoint_redraws_the_cached_pictures(runs):
+    at = page("tiny-bvae")
+    at.radio(key="trav_source").set_value("Prior mean (z = 0)").run()  # codes that do not depend on the weights
+    at.slider(key="trav_zoom_faces").set_value(1).run()
+    captions = (" dims × ", ", 15 steps", "forward and back")  # the grid, the zoomed dim, its GIF
+    drawn = lambda: [image_with(at, words).url for words in captions]  # noqa: E731
+    before = drawn()
+    at.run()
+    assert drawn() == before  # a rerun draws the cached pictures
+    run = Run(runs / "tiny-bvae")
+    model = run.load_model()
+    with torch.no_grad():
+        for weight in model.parameters():
+            weight.mul_(0.5)
+    run.save_checkpoint(model, None, run.checkpoint_step() + 1)  # as the trainer does: a new file, a new mtime
+    at.run()
+    assert not at.exception, at.exception
+    assert all(new != old for new, old in zip(drawn(), before, strict=True))
 
 
 def test_steps_range_and_hiding_change_the_grid(runs):

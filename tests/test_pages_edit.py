@@ -10,6 +10,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from core.explore.arithmetic import LEARNED_AUC, unlearned_warning
+from core.runs.folder import Run
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -192,3 +193,13 @@ def test_compare_skips_a_run_on_another_data_set_and_explains(runs_dir, monkeypa
     at.multiselect(key="cmp_runs").set_value(["tiny-elsewhere", "tiny-bvae"]).run()
     assert "/nowhere/celeba" in at.warning[1].value  # the table still shows; faces need the missing data
     assert len(at.dataframe[0].value) == 2 and not pictures(at) and not at.exception
+
+
+def test_compare_table_follows_a_run_that_logs_again(runs_dir, tmp_path, monkeypatch):
+    runs = shutil.copytree(runs_dir, tmp_path / "runs")  # its metrics change: a copy of its own
+    at = open_page("compare.py", runs, monkeypatch)
+    at.run()  # the table's rows come from the cache now
+    Run(runs / "tiny-bvae").append_metrics({"type": "train", "step": 31, "loss": 123.4, "recon": 100.0, "kl": 23.4})
+    at.run()
+    row = at.dataframe[0].value.iloc[0]
+    assert row["run"] == "tiny-bvae" and row["train loss"] == 123.4 and row["steps"] == 31

@@ -18,7 +18,7 @@ from core.runs.folder import Run
 from core.explore.suggest import Suggestion, attribute_correlations, correlations
 from core.explore.generate import prior_codes
 from core.explore.traverse import (collapsed, decode_grid, dim_ranges, encode_faces, gif_bytes, kl_from_encodings,
-                                   kl_from_metrics, kl_order, labelled_grid, traversal_gif, traversal_values)
+                                   kl_from_metrics, kl_order, labelled_grid, traversal_gif, traversal_values, zoom_grid)
 from tests.tiny import TINY_ARCH
 
 
@@ -158,6 +158,24 @@ def test_gif_goes_forward_and_back():
 def test_traversal_gif_shows_every_face_at_each_step():
     gif = Image.open(io.BytesIO(traversal_gif(_tiles(2, 4), scale=2)))
     assert gif.n_frames == 6 and gif.size == ((2 * 66 + 2) * 2, 68 * 2)
+    wrapped = Image.open(io.BytesIO(traversal_gif(_tiles(8, 3), scale=1, per_row=6)))
+    assert wrapped.size == (6 * 66 + 2, 2 * 66 + 2)  # 8 faces: a row of 6, then 2
+
+
+def test_zoom_grid_wraps_each_face_into_even_rows_of_128_px_tiles():
+    picture = zoom_grid(_tiles(2, 7), ["face a", "face b"], -3.0, 3.0, per_row=6, label_width=110)
+    # 7 steps at most 6 a row: 2 rows of 4 (the last padded white) per face; 64 px tiles drawn at 128 px
+    assert picture.shape == ((4 * 66 + 2) * 2, 110 + (4 * 66 + 2) * 2, 3)
+
+    def tile(row: int, column: int) -> np.ndarray:
+        top, left = (2 + row * 66) * 2, 110 + (2 + column * 66) * 2
+        return picture[top:top + 128, left:left + 128]
+
+    assert (tile(0, 0) == 10).all() and (tile(0, 3) == 70).all()  # face a, steps 0 and 3
+    assert (tile(1, 0) == 90).all() and (tile(1, 3) == 255).all()  # face a, step 4, then the padding
+    assert (tile(2, 0) == 150).all()  # face b starts a new row
+    with pytest.raises(ValueError, match="1 names for 2 faces"):
+        zoom_grid(_tiles(2, 7), ["face a"], -3.0, 3.0)
 
 
 # --- label suggestions --------------------------------------------------------------------------------------------

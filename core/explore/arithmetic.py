@@ -19,7 +19,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from sklearn.metrics import roc_auc_score
 
 from core.data.base import DataError
 
@@ -125,6 +124,10 @@ def conditional_vector(delta: np.ndarray, others: list[np.ndarray] | np.ndarray)
 
 def separation_auc(mu: np.ndarray, labels: np.ndarray, delta: np.ndarray, name: str = "attribute") -> float:
     """ROC-AUC of the score z·ΔZ for telling faces with the attribute from those without (0.5 = chance)."""
+    # Imported here: scikit-learn (with SciPy) takes over a second to import, and pages that only edit faces (Your
+    # photo) never measure separation.
+    from sklearn.metrics import roc_auc_score
+
     labels = _check_labels(labels, len(mu), name)
     return float(roc_auc_score(labels, np.asarray(mu, dtype=np.float64) @ np.asarray(delta, dtype=np.float64)))
 
