@@ -23,7 +23,7 @@ from core.config import RunConfig
 from core.data.synthfaces import SynthFaces
 from core.explore.condition import condition_edit, face_conditions
 from core.explore.encode import encode
-from core.metrics.classifier import ClassifierSettings, data_fingerprint, load_or_train
+from core.metrics.classifier import ClassifierSettings, load_or_train
 from core.runs.folder import Run, default_runs_dir
 from core.training.loop import resume, train
 
@@ -64,9 +64,7 @@ def main() -> None:
 
     started = time.time()
     names = [str(n) for n in data.attributes.names]
-    judge = load_or_train(run.path, data, ClassifierSettings(data.name, config.data.seed, data_fingerprint(data),
-                                                             tuple(names), a.judge_steps, 64,
-                                                             a.judge_test_images, 0))
+    judge = load_or_train(data, ClassifierSettings.of(data, config.data.seed, a.judge_steps, a.judge_test_images, 0))
     judged = time.time() - started
 
     rng = np.random.default_rng(0)

@@ -1,9 +1,11 @@
 """Where tensors live: choosing the compute device, and uint8 host images as float tensors on it.
 
-The one uint8 -> float path of the project: the trainer's feed, evaluation and exploration all use it.
+The one uint8 -> float path of the project: the trainer's feed, evaluation and exploration all use it. Also how
+inference runs fastest on a CPU: channels-last weights, batches of INFERENCE_BATCH, freed memory kept for reuse.
 """
 from __future__ import annotations
 
+import ctypes
 import re
 
 import numpy as np
@@ -49,3 +51,32 @@ def to_float(images: np.ndarray, device: torch.device) -> torch.Tensor:
     """uint8 host images -> float in [0, 1] on `device`, through the feed's own staging and conversion."""
     device = torch.device(device)  # callers pass "cpu" as often as a torch.device
     return as_float(staged(images, device).to(device, non_blocking=True))
+
+
+# Images per forward pass of inference. A pass's largest activation (the small preset's first convolution: 128 x 32 x
+# 32 x 32 float32, 16 MB) stays below glibc's highest mmap threshold (32 MB), so freed activations are reused; at 512
+# images every pass mapped and zeroed fresh pages, as much system time as the computation itself (2x the CPU seconds).
+INFERENCE_BATCH = 128
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc's mallopt parameters (malloc.h)
+
+
+def inference_layout(model: torch.nn.Module) -> torch.nn.Module:
+    """`model`, for inference: its convolution weights made channels-last in place on the CPU (unchanged elsewhere;
+    give it a copy of a shared model). oneDNN's channels-last kernels ran the small preset's encoder 1.4-2x and
+    decoder 1.5x faster on a 2-core CPU (the standard preset's decoder 1.45x), with results equal to float rounding
+    (|difference| < 3e-6)."""
+    if next(model.parameters()).device.type == "cpu":
+        model.to(memory_format=torch.channels_last)
+    return model
+
+
+def reuse_freed_memory() -> bool:
+    """Make glibc's malloc keep freed memory for reuse in this process: blocks up to 32 MB (its highest mmap
+    threshold) come from the heap, and the heap is not trimmed below 1 GB. Inference frees and allocates the same
+    activations batch after batch; by default they are returned to the system and come back as fresh zeroed pages,
+    which took a third of the IWAE bound's CPU time. False where there is no glibc (macOS, musl): nothing changes."""
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:
+        return False
+    return bool(libc.mallopt(_M_MMAP_THRESHOLD, 32 << 20)) and bool(libc.mallopt(_M_TRIM_THRESHOLD, 1 << 30))

@@ -1,7 +1,7 @@
 """Edit quality: flip rates judged by an attribute classifier, on planted stand-ins and a tiny SynthFaces run."""
 from __future__ import annotations
 
-import json
+import logging
 import shutil
 
 import numpy as np
@@ -10,7 +10,7 @@ import torch
 
 from core.config import ConfigError
 from core.data.synthfaces import SynthFaces
-from core.metrics.classifier import INFO, ClassifierSettings, Judge, data_fingerprint, load_or_train
+from core.metrics.classifier import ClassifierSettings, Judge, cache_path, data_fingerprint, load_or_train
 from core.metrics.edits import judge_edits, parse_list, positive_rate, spec_label, vector_specs
 from core.metrics.evaluate import evaluate_run, load_eval
 from core.metrics.report import summary
@@ -79,7 +79,16 @@ def test_parse_list_names_the_bad_value():
 
 
 @pytest.fixture(scope="module")
-def edited_run(tiny_runs_dir, tmp_path_factory):
+def judge_cache(tmp_path_factory):
+    """$LATENTLAB_CACHE for this module: where the evaluations' attribute judge is cached."""
+    folder = tmp_path_factory.mktemp("cache")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("LATENTLAB_CACHE", str(folder))
+        yield folder
+
+
+@pytest.fixture(scope="module")
+def edited_run(tiny_runs_dir, tmp_path_factory, judge_cache):
     """A copy of tiny-bvae evaluated with the edits metric (fast mode, shrunk further)."""
     root = shutil.copytree(tiny_runs_dir, tmp_path_factory.mktemp("edits") / "runs")
     run = Run(root / "tiny-bvae")
@@ -109,8 +118,8 @@ def test_fast_evaluation_writes_flip_rates_for_every_alpha(edited_run):
 
 def test_flip_rate_at_alpha_zero_is_the_judges_false_positive_rate_on_reconstructions(edited_run):
     dataset = SynthFaces()
-    judge = load_or_train(edited_run.path, dataset, _settings(edited_run))
-    assert judge.cached  # the evaluation's judge, read back from the run folder
+    judge = load_or_train(dataset, _settings(edited_run))
+    assert judge.cached  # the evaluation's judge, read back from the cache
     model = edited_run.load_model()
     test = dataset.indices("test")
     without = test[~dataset.attributes.column("Eyeglasses")[test]][:40]
@@ -121,20 +130,44 @@ def test_flip_rate_at_alpha_zero_is_the_judges_false_positive_rate_on_reconstruc
     assert out["pixel_change"][1] > 0
 
 
-def test_the_judge_is_retrained_when_its_cache_is_damaged_or_its_settings_change(edited_run, tmp_path):
-    run = Run(shutil.copytree(edited_run.path, tmp_path / "tiny-bvae"))
+def test_another_run_on_the_data_set_reuses_the_judge_with_results_identical_to_training_it(edited_run, tmp_path):
+    run = Run(shutil.copytree(edited_run.path, tmp_path / "other-run"))
+    (run.path / "eval.json").unlink()
+    again = evaluate_run(run, ["edits"], fast=True, overrides=QUICK)["results"]["edits"]
+    first = load_eval(edited_run)["results"]["edits"]
+    assert first["judge"]["cached"] is False and again["judge"]["cached"] is True
+    assert {**again, "seconds": 0, "judge": {}} == {**first, "seconds": 0, "judge": {}}
+    assert {**again["judge"], "cached": None} == {**first["judge"], "cached": None}
+
+
+def test_a_damaged_or_mismatched_judge_cache_is_refused_with_a_message_and_retrained(tmp_path, caplog):
     dataset = SynthFaces()
-    settings = _settings(run)
-    assert load_or_train(run.path, dataset, settings).cached
+    settings = ClassifierSettings.of(dataset, 0, steps=2, test_images=50, seed=0)
     assert settings.data_fingerprint == data_fingerprint(dataset)
+    assert settings.train_images == len(dataset.indices("train"))
+    trained = load_or_train(dataset, settings, tmp_path)
+    assert not trained.cached and load_or_train(dataset, settings, tmp_path).cached
+    base = cache_path(dataset, settings, tmp_path)
+    assert base.parent == tmp_path / "attribute-judge" and base.name.startswith("synthfaces-")
     redrawn = ClassifierSettings(**{**settings.__dict__, "data_fingerprint": "re-rendered"})
-    assert not load_or_train(run.path, dataset, redrawn).cached  # the images changed: the judge is retrained
-    (run.path / INFO).write_text("{not json")
-    assert not load_or_train(run.path, dataset, settings).cached
-    tiny = ClassifierSettings(**{**settings.__dict__, "steps": 2, "test_images": 50})
-    assert not load_or_train(run.path, dataset, tiny).cached
-    assert json.loads((run.path / INFO).read_text())["settings"]["steps"] == 2
-    assert load_or_train(run.path, dataset, tiny).cached
+    assert cache_path(dataset, redrawn, tmp_path) != base  # the images changed: another judge, trained anew
+
+    weights = base.with_suffix(".safetensors")
+    damaged = bytearray(weights.read_bytes())
+    damaged[-1] ^= 0xFF  # still parses as safetensors: only the recorded hash tells
+    for damage, message in [(lambda: weights.write_bytes(bytes(damaged)), "does not match the SHA-256"),
+                            (lambda: weights.write_bytes(b"\x80\x04 a pickle"), "does not match the SHA-256"),
+                            (lambda: base.with_suffix(".json").write_text("{not json"), str(base.with_suffix(".json"))),
+                            (lambda: base.with_suffix(".json").unlink(), "does not exist")]:
+        damage()
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="core.metrics.classifier"):
+            judge = load_or_train(dataset, settings, tmp_path)
+        assert not judge.cached and "attribute judge cache refused" in caplog.text and message in caplog.text
+        # retrained over: the same weights as before (fixed seed), and the next evaluation reads them again
+        assert all(torch.equal(a, b) for a, b in zip(judge.model.state_dict().values(),
+                                                     trained.model.state_dict().values()))
+        assert judge.aucs == trained.aucs and load_or_train(dataset, settings, tmp_path).cached
 
 
 def test_a_data_set_without_the_chosen_attributes_is_skipped_with_the_known_names(edited_run, tmp_path):
@@ -145,5 +178,5 @@ def test_a_data_set_without_the_chosen_attributes_is_skipped_with_the_known_name
 
 
 def _settings(run: Run) -> ClassifierSettings:
-    recorded = json.loads((run.path / INFO).read_text())["settings"]
-    return ClassifierSettings(**{**recorded, "attributes": tuple(recorded["attributes"])})
+    """The judge settings of an evaluation with QUICK."""
+    return ClassifierSettings.of(SynthFaces(), run.config.data.seed, steps=60, test_images=300, seed=0)

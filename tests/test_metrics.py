@@ -3,19 +3,23 @@ invariance to permuting code dims; determinism; likelihood bounds against a mode
 from __future__ import annotations
 
 import math
+import platform
 
 import numpy as np
 import pytest
 import torch
+from scipy.stats import rankdata
+from sklearn.metrics import roc_auc_score
 
 from core.data import GroundTruthData
+from core.device import inference_layout, reuse_freed_memory
 from core.metrics import (CachedRepresentation, beta_vae_score, dci_score, encoder_means, factor_vae_score,
                           mig_score, sap_score)
-from core.metrics.dci import completeness, disentanglement
+from core.metrics.dci import completeness, disentanglement, importance_matrix
 from core.metrics.likelihood import (Bounds, bits_per_dim, density_kind, importance_bounds, log_likelihood,
                                      model_bounds)
 from core.metrics.mig import histogram_discretize
-from core.metrics.probes import attribute_probes, identity_disjoint
+from core.metrics.probes import attribute_probes, column_aucs, identity_disjoint
 from core.models.vae import VAE
 from tests.tiny import TINY_ARCH
 
@@ -126,6 +130,22 @@ def test_dci_scores_by_hand():
     assert completeness(one_code_for_both) == pytest.approx(1, abs=1e-6)
 
 
+def test_dci_fits_its_factors_side_by_side_with_the_results_of_one_after_another():
+    rng = np.random.default_rng(0)
+    factors = rng.integers(0, 3, (300, 3))
+    codes = np.concatenate([factors + rng.normal(0, 0.3, factors.shape), rng.normal(size=(300, 2))], axis=1)
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one = importance_matrix(codes[:200], factors[:200], codes[200:], factors[200:], num_trees=5)
+        torch.set_num_threads(3)
+        three = importance_matrix(codes[:200], factors[:200], codes[200:], factors[200:], num_trees=5)
+    finally:
+        torch.set_num_threads(before)
+    assert np.array_equal(one[0], three[0]) and one[1:] == three[1:]
+    assert one[0].shape == (5, 3) and np.argmax(one[0][:3], axis=0).tolist() == [0, 1, 2]
+
+
 def test_cached_representation_encodes_each_cell_once():
     seen = []
 
@@ -210,6 +230,24 @@ def test_density_kind_follows_decoder_and_data():
     assert density_kind("gaussian", grey) == density_kind("laplace", binary) == "continuous"
 
 
+def test_the_channels_last_inference_layout_changes_codes_and_images_only_by_float_rounding():
+    torch.manual_seed(0)
+    model = VAE(TINY_ARCH).eval()
+    images = GRID.images_from_factors(GRID.sample_factors(5, np.random.default_rng(0)))
+    z = torch.randn(5, TINY_ARCH.latent_dim)
+    with torch.inference_mode():
+        before, decoded = encoder_means(model)(images), model.decode(z)
+        model = inference_layout(model)
+        assert model.encoder.conv[0].weight.is_contiguous(memory_format=torch.channels_last)
+        assert np.allclose(encoder_means(model)(images), before, atol=1e-5)
+        assert torch.allclose(model.decode(z), decoded, atol=1e-5)
+
+
+def test_freed_memory_is_kept_for_reuse_where_malloc_is_glibcs():
+    glibc = platform.system() == "Linux" and platform.libc_ver()[0] == "glibc"
+    assert reuse_freed_memory() is glibc
+
+
 def test_encoder_means_batches_consistently():
     torch.manual_seed(0)
     model = VAE(TINY_ARCH).eval()
@@ -230,6 +268,16 @@ def test_probes_find_the_informative_dim_and_its_sign():
     assert 0.4 < coin["auc"] < 0.6
     assert "skipped" in never and "auc" not in never
     assert out["mean_auc"] == pytest.approx(np.mean([up["auc"], down["auc"], coin["auc"]]))
+
+
+def test_column_aucs_from_ranks_equal_roc_auc_score_ties_included():
+    rng = np.random.default_rng(0)
+    codes = rng.normal(size=(500, 4))
+    codes[:, 1] = np.round(codes[:, 1])  # ties, counted as half
+    codes[:, 2] = 0.0  # all tied: 0.5
+    labels = rng.random(500) < 0.1
+    expected = [roc_auc_score(labels, codes[:, d]) for d in range(4)]
+    assert column_aucs(rankdata(codes, axis=0), labels) == pytest.approx(expected, abs=1e-12)
 
 
 def test_identity_split_drops_people_seen_in_training():

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from threadpoolctl import threadpool_info
 
 from core.runs import jobs, process
 from core.runs.folder import create_run
@@ -97,6 +98,12 @@ def test_the_governor_chooses_then_rechecks_at_most_every_interval():
     info = governor.describe()
     assert info["threads"] == 1 and info["threads_auto"] is True
     assert info["threads_history"] == [[0, 1], [20, 2], [30, 1]] and info["others_load"] == 1.0
+
+
+def test_the_governor_sets_the_blas_pool_of_scikit_learn_with_torchs():
+    th.ThreadGovernor(1, sampler=Scripted([]))
+    blas = [pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas"]
+    assert blas and set(blas) == {1}  # numpy's own OpenBLAS is always loaded
 
 
 def test_threads_n_overrides_and_turns_the_automatic_choice_off():

@@ -12,14 +12,15 @@ from core.explore.condition import face_conditions
 from core.fileio import atomic_path
 from core.models.vae import VAE
 from core.runs.folder import Run
-from core.device import pick_device, to_float
+from core.device import INFERENCE_BATCH, inference_layout, pick_device, to_float
 
 # what np.load raises for a damaged, truncated or pickled (hence refused) .npz
 UNREADABLE = (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile)
 
 
 @torch.inference_mode()
-def encode(model: VAE, dataset: Dataset, index: np.ndarray, batch_size: int = 512) -> tuple[np.ndarray, np.ndarray]:
+def encode(model: VAE, dataset: Dataset, index: np.ndarray,
+           batch_size: int = INFERENCE_BATCH) -> tuple[np.ndarray, np.ndarray]:
     """Posterior (mu, logvar) for dataset images `index`, float32 numpy (len(index), latent_dim). A conditional
     model (cvae) encodes each image under its own attributes, so the code holds what they do not say."""
     device = next(model.parameters()).device
@@ -60,11 +61,11 @@ def read_encodings(path: Path) -> dict[str, np.ndarray]:
         return {k: z[k] for k in z.files}
 
 
-def encode_run(run: Run, split: str = "test", limit: int | None = None, batch_size: int = 512,
+def encode_run(run: Run, split: str = "test", limit: int | None = None, batch_size: int = INFERENCE_BATCH,
                device: str = "auto", dataset: Dataset | None = None) -> Path:
     """Encode one split of the run's data set into RUN/encodings/<dataset>-<split>[-<limit>].npz (no pickles)."""
     config = run.config
-    model = run.load_model(pick_device(device))
+    model = inference_layout(run.load_model(pick_device(device)))
     dataset = dataset if dataset is not None else load_dataset(config.data)
     index = dataset.indices(split)
     if limit is not None and limit < len(index):

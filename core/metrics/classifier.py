@@ -1,34 +1,44 @@
 """The attribute judge of the edit metrics: a small multi-label CNN trained on a data set's training split.
 
-It is cached in the run folder (RUN/classifier.safetensors, weights only, plus RUN/classifier.json with what
-it was trained on and its held-out ROC-AUC per attribute), and retrained whenever its settings differ. On a
-ground-truth data set (SynthFaces) every image is rendered from its factors and the labels are the
-renderer's exact ground truth, so there the judge learns from perfect labels.
+It is trained on real images with the data set's own labels, so it depends on the data set and its own settings
+only, never on the run being evaluated: one judge serves every run of a data set. It is cached under
+$LATENTLAB_CACHE/attribute-judge/ (default ~/.cache/latentlab), named by the data set and a hash of its
+ClassifierSettings: `<data set>-<key>.safetensors` (weights only, read without pickle) and `<data set>-<key>.json`
+(the settings, the weights' SHA-256, what it was trained on and its held-out ROC-AUC per attribute). A cache whose
+JSON does not fit, whose settings differ or whose weights do not match their recorded hash is refused with a
+warning naming the file and retrained over. On a ground-truth data set (SynthFaces) every image is rendered from
+its factors and the labels are the renderer's exact ground truth, so there the judge learns from perfect labels.
 """
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
-from safetensors.torch import load_file, save
+from safetensors import SafetensorError
+from safetensors.torch import load, save
 from sklearn.metrics import roc_auc_score
 from torch import nn
 
 from core.data import DataError, Dataset
+from core.data.cache import default_cache_dir
 from core.fileio import read_json, write_bytes, write_json
 from core.schema import ANY, MapOf, Nullable, Num, Obj, Str
 from core.device import to_float
 
-WEIGHTS = "classifier.safetensors"
-INFO = "classifier.json"
-# classifier.json, read through core.fileio: a file that does not fit means "train the judge again"
-INFO_SCHEMA = Obj({"format": Str(100), "settings": ANY, "aucs": MapOf(Nullable(Num(0, 1))), "trained_on": Str(1000)},
-                  required=("format", "settings", "aucs", "trained_on"))
-FORMAT = "latentlab-classifier-1"
+FOLDER = "attribute-judge"
+# the cache's JSON, read through core.fileio: a file that does not fit means "train the judge again"
+INFO_SCHEMA = Obj({"format": Str(100), "settings": ANY, "weights_sha256": Str(64),
+                   "aucs": MapOf(Nullable(Num(0, 1))), "trained_on": Str(1000)},
+                  required=("format", "settings", "weights_sha256", "aucs", "trained_on"))
+FORMAT = "latentlab-classifier-2"
+MAX_WEIGHTS_BYTES = 64 << 20  # ~0.6 MB for 40 attributes; a larger file is not one this module wrote
+
+logger = logging.getLogger(__name__)
 
 
 class AttributeClassifier(nn.Module):
@@ -64,11 +74,23 @@ class ClassifierSettings:
     dataset: str
     data_seed: int
     data_fingerprint: str  # of a few training images and their labels: a re-rendered or edited data set retrains
+    train_images: int  # the training split's size: a data folder that grew (a finished download) retrains
     attributes: tuple[str, ...]
     steps: int
     batch_size: int
     test_images: int
     seed: int
+
+    @classmethod
+    def of(cls, dataset: Dataset, data_seed: int, steps: int, test_images: int, seed: int,
+           batch_size: int = 64) -> ClassifierSettings:
+        """The settings of a judge of every attribute of `dataset` (split with `data_seed`)."""
+        return cls(dataset.name, data_seed, data_fingerprint(dataset), len(dataset.indices("train")),
+                   tuple(str(n) for n in dataset.attributes.names), steps, batch_size, test_images, seed)
+
+    def key(self) -> str:
+        """A short hash of every setting: a cached judge is reused only for identical settings."""
+        return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:16]
 
 
 @dataclass
@@ -82,19 +104,29 @@ class Judge:
     cached: bool
 
 
-def load_or_train(run_path: Path, dataset: Dataset, settings: ClassifierSettings) -> Judge:
-    """The run folder's cached judge when it was trained with `settings`, else a freshly trained (and cached) one."""
-    cached = _load(run_path, settings)
+def load_or_train(dataset: Dataset, settings: ClassifierSettings, cache_dir: str | Path | None = None) -> Judge:
+    """The cached judge of `dataset` trained with `settings` (see the module docstring), else a freshly trained one,
+    which is cached for the next evaluation of any run on the same data set."""
+    base = cache_path(dataset, settings, cache_dir)
+    cached = _load(base, settings)
     if cached is not None:
         return cached
     model = train_classifier(dataset, settings)
     aucs = held_out_aucs(model, dataset, settings)
-    state = {k: v.contiguous() for k, v in model.state_dict().items()}
-    write_bytes(run_path / WEIGHTS, save(state, metadata={"format": FORMAT}))
+    weights = save({k: v.contiguous() for k, v in model.state_dict().items()}, metadata={"format": FORMAT})
     judge = Judge(model, list(settings.attributes), aucs, trained_on(dataset), cached=False)
-    write_json(run_path / INFO, {"format": FORMAT, "settings": asdict(settings), "aucs": aucs,
-                                 "trained_on": judge.trained_on})
+    # Weights first: a JSON without its weights is never left behind, and the hash pairs the two files.
+    write_bytes(base.with_suffix(".safetensors"), weights)
+    write_json(base.with_suffix(".json"), {"format": FORMAT, "settings": asdict(settings),
+                                           "weights_sha256": hashlib.sha256(weights).hexdigest(), "aucs": aucs,
+                                           "trained_on": judge.trained_on})
     return judge
+
+
+def cache_path(dataset: Dataset, settings: ClassifierSettings, cache_dir: str | Path | None = None) -> Path:
+    """The cached judge's files without their suffix: `<cache>/attribute-judge/<data set>-<settings key>`."""
+    folder = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    return folder / FOLDER / f"{dataset.name}-{settings.key()}"
 
 
 def data_fingerprint(dataset: Dataset, n: int = 16) -> str:
@@ -153,14 +185,24 @@ def _labels(dataset: Dataset, names: tuple[str, ...]) -> np.ndarray:
     return np.stack([dataset.attributes.column(n) for n in names], axis=1).astype(np.float32)
 
 
-def _load(run_path: Path, settings: ClassifierSettings) -> Judge | None:
-    """The cached judge, or None when absent, unreadable (derived data: retrain) or trained differently."""
+def _load(base: Path, settings: ClassifierSettings) -> Judge | None:
+    """The cached judge; None when there is none, and None with a warning when its files are damaged, do not pair
+    or were trained with other settings (derived data: the caller trains it again and overwrites them)."""
+    info_path, weights_path = base.with_suffix(".json"), base.with_suffix(".safetensors")
+    if not info_path.exists() and not weights_path.exists():
+        return None
     try:
-        info = read_json(run_path / INFO, INFO_SCHEMA, max_bytes=1 << 20)
-        if info.get("format") != FORMAT or info.get("settings") != json.loads(json.dumps(asdict(settings))):
-            return None
+        info = read_json(info_path, INFO_SCHEMA, max_bytes=1 << 20, fix="it is replaced")
+        if info["format"] != FORMAT or info["settings"] != json.loads(json.dumps(asdict(settings))):
+            raise ValueError(f"{info_path}: recorded for other settings")
+        if weights_path.stat().st_size > MAX_WEIGHTS_BYTES:
+            raise ValueError(f"{weights_path}: larger than {MAX_WEIGHTS_BYTES:,} bytes")
+        data = weights_path.read_bytes()
+        if hashlib.sha256(data).hexdigest() != info["weights_sha256"]:
+            raise ValueError(f"{weights_path}: does not match the SHA-256 recorded in {info_path.name}")
         model = AttributeClassifier(len(settings.attributes))
-        model.load_state_dict(load_file(str(run_path / WEIGHTS)))
-    except Exception:  # missing, garbled JSON or safetensors, wrong shapes: all mean "train it again"
+        model.load_state_dict(load(data))
+    except (OSError, ValueError, RuntimeError, SafetensorError) as e:  # ValueError: core.fileio's refusals too
+        logger.warning("attribute judge cache refused, training the judge again: %s", e)
         return None
     return Judge(model.eval(), list(settings.attributes), info["aucs"], info["trained_on"], cached=True)

@@ -7,7 +7,10 @@ same way by factor. Informativeness: the classifiers' mean accuracy on their tra
 """
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
+import torch
 from sklearn.ensemble import GradientBoostingClassifier
 
 from core.data import GroundTruthData
@@ -16,16 +19,18 @@ from core.metrics.codes import Representation, sample_codes
 
 def importance_matrix(train_codes, train_factors, test_codes, test_factors, num_trees: int = 100,
                       seed: int = 0) -> tuple[np.ndarray, float, float]:
-    """(D, F) feature importances, mean train accuracy, mean test accuracy."""
-    matrix = np.zeros((train_codes.shape[1], train_factors.shape[1]))
-    train_acc, test_acc = [], []
-    for k in range(train_factors.shape[1]):
+    """(D, F) feature importances, mean train accuracy, mean test accuracy. The factors' classifiers are independent
+    and scikit-learn's tree builder releases the GIL, so they are fitted side by side on torch's thread count (which
+    `python -m core evaluate` sets to the idle cores), with the same results as one after another."""
+    def fit(k: int) -> tuple[np.ndarray, float, float]:
         model = GradientBoostingClassifier(n_estimators=num_trees, random_state=seed)
         model.fit(train_codes, train_factors[:, k])
-        matrix[:, k] = np.abs(model.feature_importances_)
-        train_acc.append(model.score(train_codes, train_factors[:, k]))
-        test_acc.append(model.score(test_codes, test_factors[:, k]))
-    return matrix, float(np.mean(train_acc)), float(np.mean(test_acc))
+        return (np.abs(model.feature_importances_), model.score(train_codes, train_factors[:, k]),
+                model.score(test_codes, test_factors[:, k]))
+
+    with ThreadPoolExecutor(torch.get_num_threads()) as pool:
+        importances, train_acc, test_acc = zip(*pool.map(fit, range(train_factors.shape[1])))
+    return np.stack(importances, axis=1), float(np.mean(train_acc)), float(np.mean(test_acc))
 
 
 def _one_minus_entropy(p: np.ndarray, axis: int) -> np.ndarray:

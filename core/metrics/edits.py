@@ -25,7 +25,7 @@ from core.config import ConfigError
 from core.data import Dataset
 from core.metrics.classifier import Judge
 from core.models.vae import VAE
-from core.device import to_float
+from core.device import INFERENCE_BATCH, to_float
 
 DEFAULT_ATTRIBUTES = ("Smiling", "Eyeglasses", "Sunglasses")
 DEFAULT_CONFOUNDERS = ("Male", "Young")
@@ -67,7 +67,7 @@ def spec_label(spec: VectorSpec) -> str:
 
 @torch.inference_mode()
 def judge_edits(model: VAE, judge: Judge, images: np.ndarray, delta: np.ndarray, alphas: list[float],
-                attribute: str, batch_size: int = 256) -> dict:
+                attribute: str, batch_size: int = INFERENCE_BATCH) -> dict:
     """Flip rate, dependency and pixel change per α for uint8 `images` (N, 3, 64, 64) of faces without
     `attribute`, edited along `delta`; see the module docstring."""
     device = next(model.parameters()).device
@@ -103,7 +103,7 @@ def _decode(model: VAE, z: torch.Tensor, batch_size: int) -> torch.Tensor:
 
 @torch.inference_mode()
 def positive_rate(model: VAE, judge: Judge, images: np.ndarray, attribute: str, reconstruct: bool,
-                  batch_size: int = 256) -> float:
+                  batch_size: int = INFERENCE_BATCH) -> float:
     """Share of `images` (or of their reconstructions) that the judge calls positive for `attribute`."""
     x = _decode(model, _encode(model, images, batch_size), batch_size) if reconstruct else to_float(images, "cpu")
     return float((judge.model.probabilities(x)[:, judge.names.index(attribute)] > THRESHOLD).mean())

@@ -18,7 +18,7 @@ from core.data import Dataset, load_dataset
 from core.fileio import UntrustedFileError, json_safe, read_json, write_json
 from core.schema import ANY, Bool, Int, ListOf, MapOf, Nullable, Num, Obj, OneOf, Str
 from core.runs.folder import Run
-from core.device import pick_device
+from core.device import inference_layout, pick_device
 from core.metrics.registry import Context, GROUND_TRUTH, METRICS, SECTIONS, apply_overrides, default_settings
 
 
@@ -106,7 +106,7 @@ def evaluate_run(run: Run, metrics: Iterable[str] | None = None, fast: bool = Fa
     names = list(metrics) if metrics is not None else list(METRICS)
     settings = apply_overrides(default_settings(fast), overrides)
     config = run.config
-    model = run.load_model(pick_device(device))
+    model = inference_layout(run.load_model(pick_device(device)))
     step = run.checkpoint_step()
     ctx = Context(run, model, dataset if dataset is not None else load_dataset(config.data))
     doc = {"format": FORMAT, "run": run.name, "model": config.model, "dataset": config.data.dataset,

@@ -17,12 +17,12 @@ import torch
 import torch.nn.functional as F
 
 from core.models.vae import VAE
-from core.device import to_float
+from core.device import INFERENCE_BATCH, to_float
 from core.objectives.likelihoods import LIKELIHOOD_TERMS
 
 LOG_2PI = math.log(2 * math.pi)
 LEVELS_BIN_WIDTH = 1 / 255  # 8-bit images are scaled by 1/255, so neighbouring levels are 1/255 apart
-DECODES_PER_BATCH = 1024  # decoder passes per forward call: bounds memory, not the result
+DECODES_PER_BATCH = 1024  # samples drawn per batch of images: a constant, so the draws never depend on memory
 SAMPLES_PER_CHUNK = 128
 
 DENSITIES = {
@@ -115,8 +115,9 @@ def model_bounds(model: VAE, images: np.ndarray, kind: str, num_samples: int, se
 
         def log_lik(z: torch.Tensor, x=x) -> torch.Tensor:
             b, k, d = z.shape
-            logits = model.decode_logits(z.reshape(b * k, d))
-            return log_likelihood(logits, x[:, None].expand(b, k, *x.shape[1:]).reshape(logits.shape), kind).view(b, k)
+            z, image = z.reshape(b * k, d), torch.arange(b * k, device=device) // k  # sample i of image b: row b*k + i
+            rows = [slice(i, i + INFERENCE_BATCH) for i in range(0, b * k, INFERENCE_BATCH)]
+            return torch.cat([log_likelihood(model.decode_logits(z[r]), x[image[r]], kind) for r in rows]).view(b, k)
 
         parts.append(importance_bounds(mu, logvar, log_lik, num_samples, generator, chunk))
     return Bounds(np.concatenate([p.elbo for p in parts]), np.concatenate([p.log_weights for p in parts]))
@@ -145,7 +146,7 @@ def _std_err(values: np.ndarray) -> float | None:
 
 
 @torch.inference_mode()
-def reconstruction_error(model: VAE, images: np.ndarray, kind: str, batch_size: int = 256) -> dict:
+def reconstruction_error(model: VAE, images: np.ndarray, kind: str, batch_size: int = INFERENCE_BATCH) -> dict:
     """Per-pixel error of decode(posterior mean) against the image in [0, 1]: MSE, and BCE for Bernoulli decoders."""
     device = next(model.parameters()).device
     se, bce = 0.0, 0.0

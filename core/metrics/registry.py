@@ -15,7 +15,7 @@ from core.data import DataError, Dataset
 from core.explore.encode import load_or_encode
 from core.metrics.beta_vae import beta_vae_score
 from core.metrics.codes import CachedRepresentation, encoder_means
-from core.metrics.classifier import ClassifierSettings, data_fingerprint, load_or_train
+from core.metrics.classifier import ClassifierSettings, load_or_train
 from core.metrics.dci import dci_score
 from core.metrics.edits import DEFAULT_ATTRIBUTES, edit_quality, parse_list
 from core.metrics.factor_vae import factor_vae_score
@@ -98,9 +98,8 @@ def _edits(ctx: Context, seed: int, attributes: str = ",".join(DEFAULT_ATTRIBUTE
     if not set(chosen) & set(names):
         return {"skipped": f"{ctx.dataset.name} has none of the attributes {', '.join(chosen)}; choose some with "
                            f"--set edits.attributes=A,B (it has: {', '.join(names) or 'none'})"}
-    judge = load_or_train(ctx.run.path, ctx.dataset, ClassifierSettings(
-        ctx.dataset.name, ctx.run.config.data.seed, data_fingerprint(ctx.dataset), tuple(names), classifier_steps, 64,
-        classifier_test_images, seed))
+    judge = load_or_train(ctx.dataset, ClassifierSettings.of(ctx.dataset, ctx.run.config.data.seed, classifier_steps,
+                                                             classifier_test_images, seed))
     device = str(next(ctx.model.parameters()).device)
     encodings = load_or_encode(ctx.run, "train", num_train, ctx.dataset, device)
     out = edit_quality(ctx.model, ctx.dataset, judge, encodings, chosen, parse_list(alphas, float), num_faces, seed)

@@ -12,7 +12,8 @@ the project's 2-core CPU with one other busy process: the `small` step at 2 thre
 
 `choose_threads` is that rule as a pure function (tested with injected loads). `ThreadGovernor` applies it: once
 when the trainer is built (a 0.2 s sample) and again at logging steps at most every RECHECK_S seconds (two small
-/proc reads), setting torch.set_num_threads when the answer changes. `--threads N` (TrainConfig.threads > 0) fixes
+/proc reads), setting torch.set_num_threads (and the BLAS pool of SciPy / scikit-learn) when the answer changes.
+`python -m core evaluate` uses it too, re-checked before each metric. `--threads N` (TrainConfig.threads > 0) fixes
 N and turns the automatic choice off. Without /proc/stat (macOS) the 1-minute load average stands in for the busy
 time; without either, every allowed core is used.
 
@@ -30,6 +31,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import torch
+from threadpoolctl import threadpool_limits
 
 # A core the others keep busy less than this fraction of the time still counts as ours (a dashboard redraw, a shell).
 SLACK = 0.3
@@ -157,6 +159,9 @@ class ThreadGovernor:
     def _set(self, threads: int, step: int) -> None:
         self.threads = threads
         torch.set_num_threads(threads)
+        # SciPy's OpenBLAS (scikit-learn's fits in evaluation) keeps its own pool; on a loaded 2-core machine its
+        # two spinning threads made a logistic regression take 5x the CPU time of one thread.
+        threadpool_limits(threads, user_api="blas")
         self.history = (self.history + [(step, threads)])[-HISTORY:]
 
     def recheck(self, step: int = 0) -> bool:
