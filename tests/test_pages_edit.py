@@ -29,9 +29,9 @@ def runs_dir(tiny_runs_dir, tmp_path_factory):
     return root
 
 
-def open_page(page: str, runs_dir: Path, monkeypatch, run: str = "tiny-bvae") -> AppTest:
+def open_page(page: str, runs_dir: Path, monkeypatch, run: str = "tiny-bvae", timeout: float = 60) -> AppTest:
     monkeypatch.setenv("LATENTLAB_CHECKPOINTS", str(runs_dir))
-    at = AppTest.from_file(str(ROOT / "pages" / page), default_timeout=60)
+    at = AppTest.from_file(str(ROOT / "pages" / page), default_timeout=timeout)
     at.session_state["run_name"] = run
     at.run()
     assert not at.exception, at.exception

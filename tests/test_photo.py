@@ -27,9 +27,9 @@ from core.explore.encode import load_or_encode
 from core.explore.photo import dim_direction, encode_photo, photo_condition, triptych_png
 from core.runs.folder import Run, list_runs
 from core.training.loop import train
+from tests.test_pages_edit import open_page as open_any_page, pictures
 from tests.tiny import tiny_config
 
-ROOT = Path(__file__).resolve().parents[1]
 RED, BLUE, GREEN = (230, 20, 20), (20, 20, 230), (20, 200, 20)
 
 
@@ -248,16 +248,7 @@ def face_photo(kind: str = "PNG") -> bytes:
 
 
 def open_page(runs_dir: Path, monkeypatch, run: str = "tiny-bvae") -> AppTest:
-    monkeypatch.setenv("LATENTLAB_CHECKPOINTS", str(runs_dir))
-    at = AppTest.from_file(str(ROOT / "pages" / "photo.py"), default_timeout=120)
-    at.session_state["run_name"] = run
-    at.run()
-    assert not at.exception, at.exception
-    return at
-
-
-def pictures(at: AppTest) -> list[str]:
-    return [url for image in at.get("image") for url in image.value]
+    return open_any_page("photo.py", runs_dir, monkeypatch, run, timeout=120)
 
 
 def files_of(folder: Path) -> dict[str, tuple[int, int]]:
