@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import argparse
 import errno
+import os
 import re
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -83,15 +85,41 @@ def cmd_train(a, argv, runs_dir: Path) -> int:
     finally:
         distributed.shutdown()
     if main:
-        print(f"{run.status()['state']}: {run.path}")
+        state = run.status()["state"]
+        print(f"{state}: {run.path}")
+        if state == "finished" and os.environ.get("LATENTLAB_ENCODE_AFTER_TRAINING") != "0":
+            _prepare_encodings(run, device)
     return 0
 
 
-def cmd_encode(a, argv, runs_dir: Path) -> int:
-    """`encode`: write the latent means of a run's data set split to RUN/encodings/."""
-    from core.explore.encode import encode_run
+def _prepare_encodings(run, device: str) -> None:
+    """The dashboard's default encodings, so the run's first visit does not wait for the encoder. The training
+    is done whatever happens here: a failure is a warning naming the command that does it later."""
+    from core.explore.encode import prepare_dashboard_encodings
 
-    path = encode_run(find_run(runs_dir, a.run), split=a.split, limit=a.limit, batch_size=a.batch_size, device=a.device)
+    started = time.perf_counter()
+    try:
+        written = prepare_dashboard_encodings(run, device=device)
+    except (OSError, ValueError, RuntimeError, DataError) as e:
+        print(f"warning: the dashboard's encodings were not written ({' '.join(str(e).split())}); "
+              f"`python -m core encode {shlex.quote(run.name)}` writes them", file=sys.stderr)
+        return
+    if written:
+        print(f"encodings for the dashboard: {len(written)} files in {run.path / 'encodings'} "
+              f"({time.perf_counter() - started:.1f} s)")
+
+
+def cmd_encode(a, argv, runs_dir: Path) -> int:
+    """`encode`: write the latent means of a run's data set split to RUN/encodings/ (without --split: the splits
+    and sizes the dashboard's pages use)."""
+    from core.explore.encode import encode_run, prepare_dashboard_encodings
+
+    run = find_run(runs_dir, a.run)
+    if a.split is None:
+        paths = prepare_dashboard_encodings(run, device=a.device)
+        print("\n".join(f"wrote {p}" for p in paths) or "the dashboard's encodings are up to date")
+        return 0
+    path = encode_run(run, split=a.split, limit=a.limit, batch_size=a.batch_size, device=a.device)
     print(f"wrote {path}")
     return 0
 
@@ -214,8 +242,9 @@ def build_parser() -> argparse.ArgumentParser:
     _train_parser(sub)
     e = sub.add_parser("encode", help="write the latent means of a run's data set to RUN/encodings/")
     e.add_argument("run")
-    e.add_argument("--split", default="test", choices=["train", "val", "test", "all"])
-    e.add_argument("--limit", type=int, help="encode at most this many images (a fixed random subset)")
+    e.add_argument("--split", choices=["train", "val", "test", "all"],
+                   help="the split to encode (default: the splits and sizes the dashboard's pages use)")
+    e.add_argument("--limit", type=int, help="with --split: encode at most this many images (a fixed random subset)")
     e.add_argument("--batch-size", type=int, default=INFERENCE_BATCH)
     e.add_argument("--device", default="auto")
     x = sub.add_parser("export", help="rewrite a stopped run's checkpoint as weights only (no optimizer state)")

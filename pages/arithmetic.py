@@ -7,6 +7,7 @@ import streamlit as st
 from core.data.images import grid
 from core.explore.arithmetic import (VectorError, VectorSpec, build_vector, column, edit, preset_attribute,
                                      separation_auc, strata, strongest_dims, unlearned_warning)
+from core.explore.encode import EDIT_SOURCE, HELD_OUT
 from core.explore.condition import attribute_column, condition_edit, face_conditions, reconstruct
 from core.runs.labels import LabelError, dim_name, load_labels
 from dashboard.common import (decode_codes, encode_faces, load_data_or_none, load_encodings, load_model, md,
@@ -80,9 +81,11 @@ with st.expander("Vector options: balancing, conditioning, how many faces"):
                                   help="Gram–Schmidt against their mean vectors (InterFaceGAN's conditional "
                                        "manipulation): the edit then leaves their z·ΔZ scores unchanged.")
     c1, c2 = st.columns(2)
-    train_limit = LIMITS[c1.selectbox("Train faces encoded for ΔZ", list(LIMITS), index=1, key="arith_train_limit")]
-    test_limit = LIMITS[c2.selectbox("Held-out faces encoded for the AUC", list(LIMITS), index=0,
-                                     key="arith_test_limit")]
+    # defaults: the sizes `python -m core train` encodes when a run finishes, so a first visit reads them
+    train_limit = LIMITS[c1.selectbox("Train faces encoded for ΔZ", list(LIMITS), key="arith_train_limit",
+                                      index=list(LIMITS.values()).index(EDIT_SOURCE[1]))]
+    test_limit = LIMITS[c2.selectbox("Held-out faces encoded for the AUC", list(LIMITS), key="arith_test_limit",
+                                     index=list(LIMITS.values()).index(HELD_OUT[1]))]
 
 spec = VectorSpec(attribute, "balanced" if balanced else "mean", tuple(confounders) if balanced else (),
                   tuple(condition_on))

@@ -9,6 +9,7 @@ from plotly.colors import qualitative
 
 from core.explore.colouring import (Colouring, colour_options, colouring, plot_order, projector_tsv, selected_rows,
                                     selection_summary, thumbnail_rows)
+from core.explore.encode import HELD_OUT
 from core.explore.projection import EmbedError, UmapParams, pca_2d
 from core.explore.umap_job import (UmapJob, cached_encodings, load_encodings as cached_or_fresh_encodings, start_umap,
                                    umap_status)
@@ -18,7 +19,7 @@ from dashboard.charts import chart_text
 from dashboard.common import code, load_data_or_none, load_encodings, md, pick_run, plain, say, show_grid, user_errors
 
 SPLITS = ["test", "val", "train", "all"]
-COUNTS = {"1k": 1000, "5k": 5000, "10k": 10000, "20k": 20000, "all": None}
+COUNTS = {"1k": 1000, "2k": 2000, "5k": 5000, "10k": 10000, "20k": 20000, "all": None}
 BINARY_COLOURS = ("#9aa5b1", "#e4572e")  # "without" recedes, "with" stands out
 LEVEL_COLOURS = qualitative.Plotly + qualitative.Dark2
 
@@ -124,9 +125,10 @@ if data is None and not cached:
 
 left, middle, right = st.columns([1, 1, 2])
 if data is not None:
-    split = left.selectbox("Split", SPLITS, key="emb_split")
+    split = left.selectbox("Split", SPLITS, key="emb_split", index=SPLITS.index(HELD_OUT[0]))
     size = len(data.indices(split))
-    count = middle.selectbox("Images", list(COUNTS), index=1, key="emb_count",
+    # the default is what `python -m core train` encodes when a run finishes: the first map reads, not encodes
+    count = middle.selectbox("Images", list(COUNTS), index=list(COUNTS.values()).index(HELD_OUT[1]), key="emb_count",
                              help=f"the {split} split holds {size:,} images")
     limit = COUNTS[count] if COUNTS[count] is not None and COUNTS[count] < size else None
     encodings = load_encodings(run, split, limit, data)

@@ -5,6 +5,7 @@ import numpy as np
 import streamlit as st
 
 from core.data import DataError
+from core.explore.encode import HELD_OUT
 from core.explore.umap_job import load_encodings as cached_or_fresh_encodings
 from core.explore.generate import prior_codes, sample_indices
 from core.runs.labels import DimLabel, LabelError, dim_name, labels_csv, labels_json, load_labels, save_label
@@ -17,7 +18,7 @@ from core.explore.traverse import group_title, latent_groups
 from dashboard.common import (load_data_or_none, load_encodings, load_model, md, pick_faces, pick_run, plain,
                               user_errors)
 
-SPLIT, LIMIT = "test", 2000  # held-out images behind data ranges, the KL fallback and label suggestions
+SPLIT, LIMIT = HELD_OUT  # held-out images behind data ranges, the KL fallback and label suggestions
 FACE_SOURCES = ("Data set image", "Random face from the prior", "Prior mean (z = 0)")
 
 

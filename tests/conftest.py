@@ -12,6 +12,9 @@ from PIL import Image, ImageDraw
 # A dashboard started by a test (AppTest or `streamlit run`) would start UMAP's compile warm-up, a minute of CPU in
 # the background, into whatever $LATENTLAB_CACHE the test set; tests/test_umap_warm.py turns it on where it is tested.
 os.environ.setdefault("LATENTLAB_UMAP_WARM_UP", "0")
+# `python -m core train` encodes the dashboard's default splits when a run finishes (seconds of CPU per run); tests
+# that train through the CLI do not need them, and tests/test_encode.py turns it on where it is tested.
+os.environ.setdefault("LATENTLAB_ENCODE_AFTER_TRAINING", "0")
 
 
 # --- real-data loaders: tests/test_celeba.py, tests/test_lfw.py, tests/test_folder.py ---

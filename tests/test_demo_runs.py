@@ -13,6 +13,7 @@ from safetensors import safe_open
 
 from core.cli import main
 from core.data.synthfaces import SynthFaces
+from core.explore.encode import DASHBOARD_ENCODINGS, checkpoint_digest, encode, encodings_path
 from core.runs.export import export_weights, prune_samples
 from core.runs.folder import Run, RunError
 from core.training.loop import resume
@@ -53,6 +54,18 @@ def test_demo_run_is_small_complete_and_reconstructs_fresh_faces(name, model, ma
     mse = ((recon - faces) ** 2).mean().item()
     mean_face = ((faces - faces.mean(0, keepdim=True)) ** 2).mean().item()
     assert mse < max_mse and mse < 0.2 * mean_face, (mse, mean_face)
+
+
+@pytest.mark.parametrize("name", DEMOS)
+def test_demo_ships_the_dashboards_encodings_of_its_own_weights(name):
+    run = Run(ROOT / "checkpoints" / name)
+    net, data = run.load_model(), SynthFaces()
+    for split, limit in DASHBOARD_ENCODINGS:
+        with np.load(encodings_path(run, split, limit), allow_pickle=False) as z:
+            assert str(z["checkpoint_sha256"]) == checkpoint_digest(run)  # so the pages read them, not re-encode
+            assert len(z["mu"]) == limit and np.isin(z["index"], data.indices(split)).all()
+            index, mu = z["index"][:: limit // 50], z["mu"][:: limit // 50]
+        np.testing.assert_allclose(encode(net, data, index)[0], mu, atol=1e-4)  # today's code, today's renderer
 
 
 def test_export_keeps_the_model_drops_the_optimizer_and_resume_starts_a_fresh_adam(tiny_runs_dir, tmp_path, caplog):

@@ -10,14 +10,14 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from core.explore import projection, umap_job
-from core.explore.encode import encodings_path
+from core.explore.encode import HELD_OUT, encodings_path
 from core.runs.folder import Run
 from tests.tiny import encoded_copy, use_copy
 from tests.test_embed import SLEEPING_WORKER, wait_for
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGE = ROOT / "pages" / "embeddings.py"
-SPLIT, LIMIT = "test", 5000  # the page's default subset
+SPLIT, LIMIT = HELD_OUT  # the page's default subset
 
 
 @pytest.fixture(scope="module")
@@ -56,7 +56,7 @@ def test_pca_map_of_any_latent_size_is_one_webgl_trace(runs, name, dims):
     assert not at.exception, at.exception
     (trace,) = figure(at)["data"]
     assert trace["type"] == "scattergl" and trace["marker"]["colorbar"]["title"]["text"] == "Smiling"
-    assert any(f"PCA of 5,000 test images × {dims} latent dims" in c.value for c in at.caption)
+    assert any(f"PCA of 2,000 test images × {dims} latent dims" in c.value for c in at.caption)
 
 
 def test_colour_by_changes_the_figure(runs):
@@ -77,13 +77,13 @@ def test_umap_request_shows_the_background_job_and_does_not_start_it_twice(runs,
     at = widget(at.radio, "Map").set_value("UMAP").run()
     run = Run(runs / "tiny-bvae")
     marker = umap_job.embedding_path(run, SPLIT, LIMIT, projection.UmapParams()).with_suffix(".job")
-    assert "No UMAP of these 5,000 points" in messages(at) and not marker.exists()  # only on request
+    assert "No UMAP of these 2,000 points" in messages(at) and not marker.exists()  # only on request
     at = widget(at.button, "Compute UMAP").click().run()
     pid = json.loads(marker.read_text())["pid"]
     try:
         assert not at.exception, at.exception
         progress = at.get("progress")
-        assert progress and "Computing UMAP of 5,000 points" in progress[0].proto.text
+        assert progress and "Computing UMAP of 2,000 points" in progress[0].proto.text
         assert len(at.get("plotly_chart")) == 1  # PCA meanwhile
         at.run()  # a rerun (or a reload) finds the running job
         assert json.loads(marker.read_text())["pid"] == pid and not at.exception
@@ -137,4 +137,4 @@ def test_a_cached_umap_is_drawn_at_once(runs, monkeypatch):
     at = widget(page("tiny-bvae").radio, "Map").set_value("UMAP").run()
     assert not at.exception, at.exception
     assert figure(at)["layout"]["xaxis"]["title"]["text"] == "UMAP 1" and not at.get("progress")
-    assert any("UMAP of 5,000 test images" in c.value for c in at.caption)
+    assert any("UMAP of 2,000 test images" in c.value for c in at.caption)
