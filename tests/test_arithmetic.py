@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from core.explore.arithmetic import (VectorError, VectorSpec, attribute_vector, build_vector, conditional_vector, edit,
-                                     preset_attribute, separation_auc, strata, strongest_dims)
+                                     preset_attribute, rank_auc, separation_auc, strata, strongest_dims)
 from core.data import DataError
 from core.explore.generate import decode, interpolate, parse_indices, prior_codes, sample_indices
 from core.models.vae import VAE
@@ -211,3 +211,16 @@ def test_sample_indices_are_distinct_members_of_the_pool_and_follow_the_seed():
     np.testing.assert_array_equal(a, sample_indices(pool, 4, seed=1))
     assert not np.array_equal(a, sample_indices(pool, 4, seed=2))
     assert sorted(sample_indices(pool, 50, seed=0)) == list(pool)  # asking for more than the pool gives all of it
+
+
+@pytest.mark.parametrize("levels", [3, 50, None])  # heavy ties, some ties, none
+def test_rank_auc_is_sklearns_roc_auc(levels):
+    from sklearn.metrics import roc_auc_score
+
+    rng = np.random.default_rng(levels or 0)
+    labels = rng.random(500) < 0.3
+    scores = labels + rng.standard_normal(500)
+    if levels:
+        scores = np.round(scores * levels / 8)
+    assert rank_auc(scores, labels) == pytest.approx(roc_auc_score(labels, scores), abs=1e-12)
+

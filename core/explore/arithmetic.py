@@ -124,12 +124,18 @@ def conditional_vector(delta: np.ndarray, others: list[np.ndarray] | np.ndarray)
 
 def separation_auc(mu: np.ndarray, labels: np.ndarray, delta: np.ndarray, name: str = "attribute") -> float:
     """ROC-AUC of the score z·ΔZ for telling faces with the attribute from those without (0.5 = chance)."""
-    # Imported here: scikit-learn (with SciPy) takes over a second to import, and pages that only edit faces (Your
-    # photo) never measure separation.
-    from sklearn.metrics import roc_auc_score
-
     labels = _check_labels(labels, len(mu), name)
-    return float(roc_auc_score(labels, np.asarray(mu, dtype=np.float64) @ np.asarray(delta, dtype=np.float64)))
+    return rank_auc(np.asarray(mu, dtype=np.float64) @ np.asarray(delta, dtype=np.float64), labels)
+
+
+def rank_auc(scores: np.ndarray, labels: np.ndarray) -> float:
+    """ROC-AUC as the Mann-Whitney statistic, ties counted half: what sklearn's roc_auc_score returns. Written
+    here because importing scikit-learn (with SciPy) took 1.7 of the Arithmetic page's 2.6 s first render."""
+    _, inverse, counts = np.unique(scores, return_inverse=True, return_counts=True)
+    mean_rank = np.cumsum(counts) - (counts - 1) / 2  # 1-based average rank of each distinct score
+    positives = int(labels.sum())
+    negatives = len(labels) - positives
+    return float((mean_rank[inverse][labels].sum() - positives * (positives + 1) / 2) / (positives * negatives))
 
 
 def edit(z: np.ndarray, delta: np.ndarray, alphas) -> np.ndarray:
