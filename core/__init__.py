@@ -13,5 +13,5 @@ enforces this):
   metrics/       disentanglement, likelihood, probes, edits, face verification, evaluation (explore, runs, data,
                  models)
   training/      the loop, batches, data feed, speed-ups, distributed (runs, objectives, data, models)
-  cli.py         `python -m core ...` on top of all of them
+  cli/           `python -m core ...` on top of all of them (parser and errors; train and encode; the rest)
 """
