@@ -7,6 +7,7 @@ import streamlit as st
 from core.metrics.background import evaluation_progress, evaluation_running, start_evaluation
 from core.metrics.evaluate import load_eval
 from core.metrics.leaderboard import LABELS, Group, group_runs, leaderboard_rows, scatter_points, sort_groups
+from core.metrics.edits import unjudgeable
 from core.metrics.tables import (DISENTANGLEMENT, FLIP_RATE, SCORES, SHORT, both, comparison_rows, edit_rows,
                                  judge_rows, probe_rows, score_format, score_rows, skipped_ground_truth)
 from core.runs.folder import list_runs
@@ -84,6 +85,8 @@ if doc is not None:
                       title=f"Edits z + α·ΔZ on held-out faces without the attribute: {measure}")
         st.plotly_chart(fig, width="stretch")
         st.dataframe(judge_rows(doc), hide_index=True)
+        for sentence in unjudgeable(edits):
+            say("warning", "{sentence}.", sentence=sentence)
         aucs = ", ".join(f"{name} {auc:.3f}" for name, auc in edits["judge"]["aucs"].items()
                          if name in {r["attribute"] for r in rows} and auc is not None)
         say("caption", "Judge: a small CNN trained on the {trained_on}; held-out AUC {aucs}. Flip rate at α = 0 is "

@@ -88,6 +88,11 @@ def test_scores_charts_and_comparison_of_evaluated_runs(evaluated, tmp_path, mon
     assert list(scores["metric"]) == ["mig", "reconstruction", "probes", "edits"]
     judge = at.dataframe[1].value
     assert list(judge["attribute"]) == ["Smiling", "Eyeglasses", "Sunglasses"] and (judge["faces edited"] == 8).all()
+    # a warning for exactly the attributes the tiny model cannot draw (judged present in < half its reconstructions)
+    undrawn = {a for a, rate in zip(judge["attribute"], judge["judged present: reconstructions with it"]) if rate < 0.5}
+    assert {a for a in judge["attribute"] if f"{a}: the judge finds it in" in messages(at)} == undrawn
+    edits = json.loads((tmp_path / "runs" / "tiny-bvae" / FILE).read_text())["results"]["edits"]["attributes"]
+    assert {a["name"] for a in edits if not a["judgeable"]} == undrawn
     assert sorted(table_with(at, "run")["run"]) == ["tiny-bvae", "tiny-modvae"]
     titles = chart_titles(at)
     assert any("held-out ROC-AUC" in t for t in titles) and any(t.endswith(": flip rate") for t in titles)

@@ -30,6 +30,10 @@ from core.device import INFERENCE_BATCH, to_float
 DEFAULT_ATTRIBUTES = ("Smiling", "Eyeglasses", "Sunglasses")
 DEFAULT_CONFOUNDERS = ("Male", "Young")
 THRESHOLD = 0.5
+# The judge must find the attribute in at least this share of the reconstructions of faces that have it before an
+# edit's flip rate means anything: below it the model cannot draw the attribute, and what the judge accepts in
+# edits is mostly artefacts (smudges judged as glasses: 17.5 % "glasses" on reconstructions, 2.4 % by a stronger judge).
+DRAWN_MIN = 0.5
 
 
 def parse_list(text: str, kind=str) -> list:
@@ -130,6 +134,7 @@ def edit_quality(model: VAE, dataset: Dataset, judge: Judge, encodings: dict[str
         row["false_positive_rate_originals"] = positive_rate(model, judge, images, attribute, reconstruct=False)
         row["positive_rate_reconstructions_with"] = positive_rate(model, judge, dataset.images(with_), attribute,
                                                                   reconstruct=True)
+        row["judgeable"] = row["positive_rate_reconstructions_with"] >= DRAWN_MIN
         row["vectors"] = []
         for spec in vector_specs(attribute, present, names):
             entry = {"method": spec_label(spec), "confounders": list(spec.confounders),
@@ -144,6 +149,16 @@ def edit_quality(model: VAE, dataset: Dataset, judge: Judge, encodings: dict[str
         rows.append(row)
     return {"alphas": alphas, "attributes": rows, "missing": [a for a in attributes if a not in present],
             "threshold": THRESHOLD}
+
+
+def unjudgeable(result: dict) -> list[str]:
+    """One sentence per edited attribute the run cannot draw (see DRAWN_MIN): its flip rates are not evidence."""
+    return [f"{a['name']}: the judge finds it in {a['positive_rate_reconstructions_with']:.0%} of the run's "
+            f"reconstructions of faces that have it (< {DRAWN_MIN:.0%}), so this run cannot draw it and its "
+            f"{a['name']} edits cannot be judged reliably"
+            for a in result.get("attributes", [])
+            if a.get("positive_rate_reconstructions_with") is not None
+            and a["positive_rate_reconstructions_with"] < DRAWN_MIN]
 
 
 def mean_flip_rate(result: dict) -> float | None:

@@ -66,7 +66,7 @@ _VECTOR = OneOf(Obj({**_METHOD, "flip_rate": ListOf(Num(0, 1)), "dependency": Li
                      "pixel_change": ListOf(Num(0))}, required=("method", "flip_rate", "dependency", "pixel_change")),
                 Obj({**_METHOD, "skipped": Str()}, required=("method", "skipped"), extra=None))
 _EDITED = {"name": Str(200), "faces": Int(0), "judge_auc": _N, "false_positive_rate_originals": _N,
-           "positive_rate_reconstructions_with": _N}
+           "positive_rate_reconstructions_with": _N, "judgeable": Bool()}
 _ATTRIBUTE = OneOf(Obj({**_EDITED, "vectors": ListOf(_VECTOR)}, required=("name", "vectors")),
                    Obj({**_EDITED, "skipped": Str()}, required=("name", "skipped"), extra=None))
 RESULTS = Obj({
