@@ -15,6 +15,13 @@ milestone's scores are appended to <prefix>.jsonl there, so the command can be s
 already recorded is not trained or evaluated again, and a run continues from its last checkpoint (the trainer's
 resume is exact). On the CPU every training process gets one thread (--jobs of them at once); on a GPU
 (--device cuda, --jobs 1) the same grid at a longer budget is the same command with larger --steps.
+With `probes` among --metrics a third table gives, per entry and milestone, each attribute's held-out probe AUC,
+the lowest of them, the reconstruction error and the minutes spent in training steps: a recipe search, e.g.
+
+    python benchmarks/family_sweep.py --dataset synthfaces --prefix recipe --seeds 0 --steps 1500,3000 \
+        --grid vae "vae:--recon ssim-l1" "vae:--batch-size 32" --train-args "--preset small --latent-dim 64" \
+        --metrics probes,reconstruction --fast
+
 Not a test: the numbers go to benchmarks/RESULTS.md with the command.
 """
 from __future__ import annotations
@@ -116,10 +123,45 @@ def advance(a: argparse.Namespace, entry: Entry, seed: int, done: set[tuple[str,
         doc = load_eval(run)
         scores = {column: doc["results"].get(metric, {}).get(key) for column, (metric, key) in COLUMNS.items()}
         record = {"run": name, "entry": entry.slug, "family": entry.family, "options": entry.options, "seed": seed,
-                  "step": milestone, "scores": {k: v for k, v in scores.items() if isinstance(v, (int, float))}}
+                  "step": milestone, "scores": {k: v for k, v in scores.items() if isinstance(v, (int, float))},
+                  "probes": {p["name"]: p["auc"] for p in doc["results"].get("probes", {}).get("attributes", [])
+                             if isinstance(p.get("auc"), (int, float))},
+                  "train_seconds": train_seconds(run)}
         with RECORDING, open(a.runs / f"{a.prefix}.jsonl", "a") as log:  # one line per milestone, as it ends
             log.write(json.dumps(record) + "\n")
         print(f"{name}: step {milestone} evaluated", flush=True)
+
+
+def train_seconds(run: Run) -> float | None:
+    """Wall seconds the run has trained, resumes included: the sum of the logged steps' durations."""
+    lines = run.metrics("train")
+    if not lines or not all("images_per_s" in r for r in lines):
+        return None
+    batch, steps = run.config.train.batch_size, [0] + [r["step"] for r in lines]
+    return sum((b - a) * batch / r["images_per_s"] for a, b, r in zip(steps, steps[1:], lines) if r["images_per_s"] > 0)
+
+
+def probe_table(a: argparse.Namespace, rows: list[dict]) -> str:
+    """Per entry and milestone: each attribute's held-out probe AUC (median over seeds), the lowest of them, the
+    reconstruction error and the training minutes: does a recipe learn every factor, and at what cost."""
+    names = sorted({n for r in rows for n in r.get("probes", {})})
+    head = ["entry", "steps", *names, "lowest", "recon MSE/pixel", "train min"]
+    lines = ["| " + " | ".join(head) + " |", "|---" * len(head) + "|"]
+    for entry in a.grid:
+        for m in a.steps:
+            mine = [r for r in rows if r["entry"] == entry.slug and r["step"] == m and r["seed"] in a.seeds]
+            if not any(r.get("probes") for r in mine):
+                continue
+            aucs = {n: Spread.of([r["probes"][n] for r in mine if n in r.get("probes", {})]) for n in names}
+            lowest = min((v.median for v in aucs.values() if v), default=None)
+            mse = Spread.of([r["scores"]["reconstruction"] for r in mine if "reconstruction" in r["scores"]])
+            minutes = Spread.of([r["train_seconds"] / 60 for r in mine if r.get("train_seconds")])
+            cells = [f"{entry.family} {entry.options}".strip(), str(m), *[f"{v.median:.2f}" if v else "–"
+                                                                          for v in aucs.values()],
+                     "–" if lowest is None else f"{lowest:.2f}", f"{mse.median:.4f}" if mse else "–",
+                     f"{minutes.median:.1f}" if minutes else "–"]
+            lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
 
 
 def summary(a: argparse.Namespace, rows: list[dict], step: int) -> list[dict]:
@@ -253,6 +295,9 @@ def main(argv: list[str] | None = None) -> None:
     print(table(a, summary(a, rows, a.steps[-1])))
     print()
     print(curve_table(a, rows, a.plot_metric))
+    if any(r.get("probes") for r in rows):
+        print()
+        print(probe_table(a, rows))
     if a.plot:
         a.plot.write_text(plot(a, rows))
         print(f"plot: {a.plot}")

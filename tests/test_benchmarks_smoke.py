@@ -118,7 +118,7 @@ def test_gpu_check_dry_run_lists_every_step(tmp_path):
 def test_family_sweep_trains_to_each_milestone_tabulates_plots_and_a_rerun_redoes_nothing(tmp_path):
     plot = tmp_path / "sweep.svg"
     command = [sys.executable, "benchmarks/family_sweep.py", "--grid", "vae", "beta-vae:--beta 4", "--seeds", "0",
-               "--steps", "3,6", "--metrics", "mig,sap", "--fast", "--plot", str(plot), "--plot-metric", "mig",
+               "--steps", "3,6", "--metrics", "mig,sap,probes", "--fast", "--plot", str(plot), "--plot-metric", "mig",
                "--train-args", "--latent-dim 4 --batch-size 8 --val-every 3 --checkpoint-every 3 --sample-every 3"]
     env = {**os.environ, "LATENTLAB_CHECKPOINTS": str(tmp_path)}
     done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
@@ -129,9 +129,17 @@ def test_family_sweep_trains_to_each_milestone_tabulates_plots_and_a_rerun_redoe
     lines = done.stdout.splitlines()
     rows = [line.split("|")[1:-1] for line in lines if re.match(r"\| (vae|beta-vae --beta 4) \| 1 \|", line)]
     assert [r[0].strip() for r in rows] == ["vae", "beta-vae --beta 4"]
-    for r in rows:  # MIG and SAP, each in [0, 1], then the source documents' ELBO and DCI for these families
-        assert all(0 <= float(c) <= 1 for c in r[2:4]) and [c.strip() for c in r[4:]] in (["-47.05", "0.05"],
+    for r in rows:  # MIG, SAP, mean probe AUC, each in [0, 1], then the source documents' ELBO and DCI
+        assert all(0 <= float(c) <= 1 for c in r[2:5]) and [c.strip() for c in r[5:]] in (["-47.05", "0.05"],
                                                                                            ["-79.45", "0.18"])
+    # per entry and milestone: each attribute's probe AUC, the lowest of them, reconstruction error, step minutes
+    head = next(line for line in lines if line.startswith("| entry | steps |")).split("|")[1:-1]
+    assert [c.strip() for c in head[-3:]] == ["lowest", "recon MSE/pixel", "train min"] and " Heart " in head
+    probe_rows = [line.split("|")[1:-1] for line in lines if re.match(r"\| (vae|beta-vae --beta 4) \| [36] \|", line)]
+    assert len(probe_rows) == 4 and all(len(r) == len(head) for r in probe_rows)
+    for r in probe_rows:
+        aucs = [float(c) for c in r[2:-3]]
+        assert all(0 <= v <= 1 for v in aucs) and float(r[-3]) == min(aucs) and float(r[-1]) >= 0  # minutes: ~0 here
     curve = [r for r in (line.split("|")[1:-1] for line in lines if re.match(r"\| (vae|beta-vae --beta 4) \|", line))
              if len(r) == 3]
     assert len(curve) == 2 and all(float(c) >= 0 for r in curve for c in r[1:])  # median at 3 and at 6 steps
