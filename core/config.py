@@ -19,8 +19,8 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from core.models.family import FAMILIES, Family
-from core.models.networks import MAX_CHANNELS, PRESETS, ArchConfig
-from core.objectives.likelihoods import LIKELIHOODS
+from core.models.arch import MAX_CHANNELS, PRESETS, ArchConfig
+from core.objectives import LIKELIHOOD_NAMES
 from core.fileio import UntrustedFileError, read_json
 from core.settings import ConfigError, Setting, check_section, from_plain, setting, settings_of
 
@@ -40,7 +40,7 @@ class LossConfig:
     """The objective: reconstruction likelihood, KL weight and its schedule, family regulariser weights."""
 
     reconstruction: str = setting("bernoulli", "reconstruction likelihood", label="Likelihood",
-                                  choices=LIKELIHOODS, flag="--recon")
+                                  choices=LIKELIHOOD_NAMES, flag="--recon")
     beta: float | None = setting(None, "KL weight; 1 is the plain VAE, larger pushes towards disentangled, blurrier "
                                        "codes (default: the model family's)", label="β (KL weight)",
                                  low=0, high=1000, step=0.5)

@@ -4,7 +4,7 @@ import streamlit as st
 
 from dashboard.access import local_only
 from dashboard.bootstrap import ROOT
-from dashboard.common import warm_up_umap
+from dashboard.text import warm_up_umap
 
 # a local file: a Material icon here would be fetched from a font server, and the app must work offline
 st.set_page_config(page_title="LatentLab", page_icon=str(ROOT / "dashboard" / "favicon.png"), layout="wide")

@@ -1,101 +1,24 @@
-"""UI helpers shared by every page: run picker, cached model and data loading, image grids, error display.
+"""UI helpers shared by the pages that show faces: run picker, cached model and data loading, image grids, background
+jobs. Text and errors (plain, md, say, user_errors) are in dashboard/text.py.
 
 Pages draw; `core` computes. Nothing here does tensor math beyond handing arrays to `core` and images to Streamlit.
 """
 from __future__ import annotations
 
-import numbers
-import re
-import string
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Callable
 
 import numpy as np
 import streamlit as st
 
 from core.config import ConfigError, DataConfig
 from core.data import DataError, Dataset, load_dataset
-from core.fileio import UntrustedFileError
 from core.explore.encode import encode, load_or_encode
 from core.explore.generate import decode, parse_indices, sample_indices
-from core.explore.umap_job import start_warm_up
 from core.data.images import grid
-from core.runs.labels import LabelError
 from core.models.vae import VAE
-from core.runs.folder import Run, RunError, list_runs
-
-USER_ERRORS = (ConfigError, DataError, RunError, LabelError, UntrustedFileError, OSError)
-
-
-class Markdown(str):
-    """Text that is already Markdown: ours, or user text that went through plain(). md() inserts it as it is."""
-
-
-# Streamlit renders Markdown (CommonMark, GFM, $LaTeX$, its :colour[...] / :material/...: / :emoji: directives) in
-# st.markdown, captions, alerts, titles, widget labels and help, metric values, radio options, image captions and
-# progress texts. A file's or a user's text must never become an image there (a request to a URL of the file's
-# choosing), a link with text of its choosing, or formatting, so it goes through plain(), which escapes each
-# character that can start Markdown where it stands and leaves the rest as typed ("tiny-bvae", "labels.json",
-# "Gray_Hair", "error: ..." stay readable). A bare URL (http://..., www...., a@b.c) is still made a link by GFM, which
-# looks for them after the escapes are read: its text is the URL as typed, and nothing is requested unless clicked.
-_ANYWHERE = re.compile(
-    r"[\\`*\[\](){}<>#!|~$&]"  # emphasis, code, links, images, HTML and entities, tables, maths
-    r"|:(?!\s)"  # :red[...], :material/x:, :smile: (a colon before a space starts nothing)
-    r"|(?<![^\W_])_|_(?![^\W_])")  # an _ that can open or close emphasis (one between letters or digits cannot)
-_LINE_START = re.compile(r"^([ \t]*)(?:([-+=])|(\d+)\.)", re.MULTILINE)  # lists, setext headings, rules
-
-
-def plain(text: Any) -> Markdown:
-    """`text` escaped so that Streamlit's Markdown shows it as typed: a run name, label or error message from a
-    file can never become a link, an image (a request to a URL of the file's choosing) or formatting. Markdown
-    (already escaped, or ours) comes back as it is."""
-    if isinstance(text, Markdown):
-        return text
-    text = str(text).replace("\r\n", "\n").replace("\r", "\n")
-    text = _ANYWHERE.sub(lambda m: "\\" + m.group(), text)
-    return Markdown(_LINE_START.sub(lambda m: m.group(1) + (f"\\{m.group(2)}" if m.group(2) else f"{m.group(3)}\\."),
-                                    text))
-
-
-def code(text: Any) -> Markdown:
-    """`text` as inline code (a path, a command with a run name in it): shown exactly as typed, nothing inside a
-    code span is Markdown. The fence is one backtick longer than the longest run of backticks in `text`."""
-    text = " ".join(str(text).splitlines())
-    fence = "`" * (max((len(run) for run in re.findall(r"`+", text)), default=0) + 1)
-    pad = " " if text.startswith("`") or text.endswith("`") else ""
-    return Markdown(f"{fence}{pad}{text}{pad}{fence}")
-
-
-class _Template(string.Formatter):
-    def format_field(self, value: Any, format_spec: str) -> str:
-        text = format(value, format_spec)
-        if isinstance(value, (Markdown, numbers.Number)):  # ours already, or a number we format
-            return text
-        return plain(text)
-
-
-def md(template: str, /, *args: Any, **values: Any) -> Markdown:
-    """`template` (our Markdown: **bold**, `code`, ...) filled like str.format, with every inserted value shown as
-    plain text: md("**{name}** failed: {error}", name=run.name, error=status["error"]). Numbers and Markdown
-    values (plain(), code(), md() results) go in as they are."""
-    return Markdown(_Template().vformat(template, args, values))
-
-
-def say(kind: str, template: str, /, *args: Any, where: Any = st, **values: Any) -> None:
-    """st.error / warning / info / success / caption / markdown ... (`kind`) of md(template, ...), in `where`."""
-    getattr(where, kind)(md(template, *args, **values))
-
-
-@contextmanager
-def user_errors() -> Iterator[None]:
-    """Show bad input and broken files as a message on the page instead of a traceback."""
-    try:
-        yield
-    except USER_ERRORS as e:
-        st.error(plain(e))
-        st.stop()
-
+from core.runs.folder import Run, list_runs
+from dashboard.text import USER_ERRORS, Markdown, md, plain, say, user_errors
 
 def pick_run(key: str = "run", finished_only: bool = True) -> Run | None:
     """Sidebar run picker shared across pages (the choice survives page switches and reloads via the URL)."""
@@ -115,13 +38,6 @@ def pick_run(key: str = "run", finished_only: bool = True) -> Run | None:
 def _stamp(run: Run) -> float:
     """Changes whenever the checkpoint is rewritten, so caches keyed on it never serve stale weights."""
     return run.checkpoint_path.stat().st_mtime
-
-
-@st.cache_resource(show_spinner=False)
-def warm_up_umap() -> None:
-    """Once per dashboard process: compile UMAP in the background (core.explore.umap_job.start_warm_up), so that
-    the first "Compute UMAP" loads compiled code instead of spending half a minute compiling it."""
-    start_warm_up()
 
 
 @st.cache_resource(max_entries=4, show_spinner="Loading model ...")

@@ -10,8 +10,9 @@ from core.explore.arithmetic import (VectorError, VectorSpec, build_vector, colu
 from core.explore.encode import EDIT_SOURCE, HELD_OUT
 from core.explore.condition import attribute_column, condition_edit, face_conditions, reconstruct
 from core.runs.labels import LabelError, dim_name, load_labels
-from dashboard.common import (decode_codes, encode_faces, load_data_or_none, load_encodings, load_model, md,
-                              pick_faces, pick_run, plain, say, user_errors)
+from dashboard.common import (decode_codes, encode_faces, load_data_or_none, load_encodings, load_model, pick_faces,
+                              pick_run)
+from dashboard.text import md, plain, say, user_errors
 
 LIMITS = {"2,000": 2000, "5,000": 5000, "20,000": 20000, "whole split": None}
 # A row of faces is laid out in at least this many columns: in three (original, reconstruction, edit) every face

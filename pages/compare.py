@@ -6,7 +6,8 @@ import streamlit as st
 from core.config import DataConfig
 from core.runs.folder import Run, list_runs
 from core.runs.summary import summarize
-from dashboard.common import decode_codes, encode_faces, load_data_or_none, md, pick_faces, say, show_strip
+from dashboard.common import decode_codes, encode_faces, load_data_or_none, pick_faces, show_strip
+from dashboard.text import md, say
 
 st.title("Compare runs")
 runs = {r.name: r for r in list_runs() if r.checkpoint_path.is_file()}

@@ -16,7 +16,8 @@ from core.explore.umap_job import (UmapJob, cached_encodings, load_encodings as 
 from core.runs.labels import LabelError, dim_name, load_labels
 from core.runs.folder import Run
 from dashboard.charts import chart_text
-from dashboard.common import code, load_data_or_none, load_encodings, md, pick_run, plain, say, show_grid, user_errors
+from dashboard.common import load_data_or_none, load_encodings, pick_run, show_grid
+from dashboard.text import code, md, plain, say, user_errors
 
 SPLITS = ["test", "val", "train", "all"]
 COUNTS = {"1k": 1000, "2k": 2000, "5k": 5000, "10k": 10000, "20k": 20000, "all": None}

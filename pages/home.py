@@ -9,7 +9,7 @@ from core.runs import jobs
 from core.runs.folder import default_runs_dir
 from core.runs.summary import summaries
 from dashboard.bootstrap import ROOT
-from dashboard.common import USER_ERRORS, code, plain, say
+from dashboard.text import USER_ERRORS, code, plain, say
 
 PAGES = ROOT / "pages"
 LINKS = (  # the page, and what it is for

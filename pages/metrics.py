@@ -12,7 +12,8 @@ from core.metrics.tables import (DISENTANGLEMENT, FLIP_RATE, SCORES, SHORT, both
                                  judge_rows, probe_rows, score_format, score_rows, skipped_ground_truth)
 from core.runs.folder import list_runs
 from dashboard.charts import chart_rows, chart_text
-from dashboard.common import code, md, pick_run, plain, say, start_background, user_errors
+from dashboard.common import pick_run, start_background
+from dashboard.text import code, md, plain, say, user_errors
 
 POLL_S = 2
 SCORE_COLUMNS = [label for label, _ in SCORES.values()] + [FLIP_RATE]  # comparison_rows' scores

@@ -7,8 +7,8 @@ from core.explore.arithmetic import VectorSpec, build_vector, edit, preset_attri
 from core.explore.condition import attribute_column, condition_edit
 from core.explore.photo import dim_direction, encode_photo, photo_condition, triptych_png
 from core.runs.labels import LabelError, dim_name, load_labels
-from dashboard.common import (decode_codes, load_data_or_none, load_encodings, load_model, md, pick_run, plain, say,
-                              show_grid, user_errors)
+from dashboard.common import decode_codes, load_data_or_none, load_encodings, load_model, pick_run, show_grid
+from dashboard.text import md, plain, say, user_errors
 
 TRAIN_FACES = 5000  # the Arithmetic page's default: both pages build ΔZ from one cached encoding of the train split
 SOURCES = ("Upload a file", "Take a photo")

@@ -15,7 +15,7 @@ from core.runs.folder import Run, list_runs
 from core.runs.labels import LabelError, load_labels
 from core.training.batches import steps_for_epochs
 from dashboard.charts import kl_heatmap, regulariser_curves, train_curves, val_curves
-from dashboard.common import USER_ERRORS, md, plain, say
+from dashboard.text import USER_ERRORS, md, plain, say
 from dashboard.settings_form import setting_input
 
 FOLDER_DATA = ("celeba", "lfw", "folder")

@@ -15,8 +15,8 @@ from core.explore.traverse import (COLLAPSED_NATS, RANGE_MODES, collapsed, decod
                                    jpeg_bytes, kl_from_encodings, kl_from_metrics, kl_order, labelled_grid, png_bytes,
                                    traversal_gif, traversal_values, zoom_grid)
 from core.explore.traverse import group_title, latent_groups
-from dashboard.common import (load_data_or_none, load_encodings, load_model, md, pick_faces, pick_run, plain,
-                              user_errors)
+from dashboard.common import load_data_or_none, load_encodings, load_model, pick_faces, pick_run
+from dashboard.text import md, plain, user_errors
 
 SPLIT, LIMIT = HELD_OUT  # held-out images behind data ranges, the KL fallback and label suggestions
 FACE_SOURCES = ("Data set image", "Random face from the prior", "Prior mean (z = 0)")

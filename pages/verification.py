@@ -8,7 +8,8 @@ from core.metrics.verification_job import (start_verification, verification_log,
 from core.metrics.verification_tables import (REPRESENTATIONS, SCORE_LABELS, best_rows, example_rows,
                                               pair_image_index, result_rows, roc_rows, verifiable_runs)
 from core.runs.folder import list_runs
-from dashboard.common import load_data_or_none, plain, show_grid, start_background, user_errors
+from dashboard.common import load_data_or_none, show_grid, start_background
+from dashboard.text import plain, user_errors
 
 POLL_S = 2
 OUTCOMES = {"false accept": "different people the score calls the same (most confident first)",

@@ -9,7 +9,7 @@ import shutil
 import pytest
 import torch
 
-import core.runs.folder
+import core.runs.checkpoint
 from core.cli import main
 from core.config import ConfigError, RunConfig
 from core.device import pick_device
@@ -80,7 +80,7 @@ def test_a_full_disk_is_one_line_naming_the_fix(tiny_runs_dir, tmp_path, capsys,
             f.write(b"\x00" * 100)  # a partial write, then the disk is full
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(core.runs.folder, "save_file", full_disk)
+    monkeypatch.setattr(core.runs.checkpoint, "save_file", full_disk)
     assert main(["--runs-dir", str(tmp_path / "runs"), "export", "tiny-bvae"]) == 1
     err = _one_line_error(capsys)
     assert "no space left on the disk" in err and "free some space" in err

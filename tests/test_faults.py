@@ -4,7 +4,7 @@ import errno
 import pytest
 import torch
 
-import core.runs.folder
+import core.runs.checkpoint
 from core.data.dsprites import DSprites
 from core.training.loop import Diverged, Trainer
 from core.runs.folder import create_run
@@ -37,7 +37,7 @@ def test_nan_weights_stop_the_run_and_keep_the_last_good_checkpoint(tmp_path):
 
 def test_disk_full_while_checkpointing_leaves_the_previous_checkpoint_intact(tmp_path, monkeypatch):
     trainer = _trainer(tmp_path, steps=20, checkpoint_every=5)
-    real_save = core.runs.folder.save_file
+    real_save = core.runs.checkpoint.save_file
     calls = []
 
     def full_disk(tensors, path, metadata=None):
@@ -48,7 +48,7 @@ def test_disk_full_while_checkpointing_leaves_the_previous_checkpoint_intact(tmp
             raise OSError(errno.ENOSPC, "No space left on device")
         real_save(tensors, path, metadata=metadata)
 
-    monkeypatch.setattr(core.runs.folder, "save_file", full_disk)
+    monkeypatch.setattr(core.runs.checkpoint, "save_file", full_disk)
     with pytest.raises(OSError, match="No space"):
         trainer.fit()
     assert trainer.run.checkpoint_step() == 5

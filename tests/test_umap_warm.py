@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from core.explore import projection, umap_job
+from core.explore import projection, umap_job, umap_warm
 from core.runs import process
 from core.runs.folder import Run
 from tests.test_embed import PCA_WORKER, wait_for
@@ -60,7 +60,7 @@ def test_the_cache_folder_is_private_and_refused_when_others_can_write_it(cache)
     cache.rmdir()
     cache.symlink_to(cache.parent)
     assert projection.numba_cache_dir() is None
-    assert umap_job.start_warm_up() is None  # no usable cache: nothing to warm
+    assert umap_warm.start_warm_up() is None  # no usable cache: nothing to warm
 
 
 def test_compiled_code_is_cached_in_the_folder_and_a_damaged_cache_is_rebuilt(cache, tmp_path):
@@ -109,23 +109,23 @@ def test_other_errors_are_not_retried_and_keep_the_cache(cache, monkeypatch):
 
 
 def test_one_warm_up_at_a_time_and_none_once_warm_or_turned_off(cache, monkeypatch, stop_warm_up):
-    monkeypatch.setattr(umap_job, "WARM_UP_COMMAND", SLEEPING_WARM_UP)
-    first = umap_job.start_warm_up()
+    monkeypatch.setattr(umap_warm, "WARM_UP_COMMAND", SLEEPING_WARM_UP)
+    first = umap_warm.start_warm_up()
     assert first and process.liveness(first) == process.ALIVE
-    assert umap_job.start_warm_up()["pid"] == first["pid"]  # a second dashboard, or a restart: not started twice
+    assert umap_warm.start_warm_up()["pid"] == first["pid"]  # a second dashboard, or a restart: not started twice
     monkeypatch.setenv("LATENTLAB_UMAP_WARM_UP", "0")
-    assert umap_job.start_warm_up() is None
+    assert umap_warm.start_warm_up() is None
     monkeypatch.setenv("LATENTLAB_UMAP_WARM_UP", "1")
     projection._warm_marker(cache).touch()  # what a finished UMAP leaves
-    assert projection.umap_is_warm() and umap_job.start_warm_up() is None
+    assert projection.umap_is_warm() and umap_warm.start_warm_up() is None
 
 
 def test_the_dashboard_starts_the_warm_up_when_it_starts(cache, tmp_path, monkeypatch, stop_warm_up):
-    from dashboard.common import warm_up_umap
+    from dashboard.text import warm_up_umap
 
     (tmp_path / "runs").mkdir()
     monkeypatch.setenv("LATENTLAB_CHECKPOINTS", str(tmp_path / "runs"))
-    monkeypatch.setattr(umap_job, "WARM_UP_COMMAND", SLEEPING_WARM_UP)
+    monkeypatch.setattr(umap_warm, "WARM_UP_COMMAND", SLEEPING_WARM_UP)
     warm_up_umap.clear()  # once per dashboard process: a dashboard run earlier in this process may have done it
     at = AppTest.from_file(str(ROOT / "dashboard" / "Home.py"), default_timeout=60).run()
     assert not at.exception, at.exception
@@ -136,14 +136,14 @@ def test_the_dashboard_starts_the_warm_up_when_it_starts(cache, tmp_path, monkey
 
 def test_a_umap_worker_waits_for_the_running_warm_up(cache, monkeypatch, stop_warm_up, tiny_runs_dir, tmp_path):
     release = tmp_path / "warm-up-done"  # the stand-in warm-up ends when the test says so
-    monkeypatch.setattr(umap_job, "WARM_UP_COMMAND", [
+    monkeypatch.setattr(umap_warm, "WARM_UP_COMMAND", [
         sys.executable, "-c", (f"import os, time\nwhile not os.path.exists({str(release)!r}): time.sleep(0.1)"
                                "  # stands in for core.explore.umap_job")])
     monkeypatch.setattr(umap_job, "WORKER_COMMAND", PCA_WORKER)
     run = Run(shutil.copytree(tiny_runs_dir, tmp_path / "runs") / "tiny-bvae")
     params = projection.UmapParams()
     umap_job.load_encodings(run, "test", 100)  # the page encodes first; the worker reads the cached file
-    warm_up = umap_job.start_warm_up()
+    warm_up = umap_warm.start_warm_up()
     umap_job.start_umap(run, "test", 100, params)
     waiting = wait_for(lambda: (job := umap_job.umap_status(run, "test", 100, params)).stage.startswith("waiting")
                        and job, timeout=60)
@@ -156,8 +156,8 @@ def test_a_umap_worker_waits_for_the_running_warm_up(cache, monkeypatch, stop_wa
 
 
 def test_waiting_gives_up_after_the_timeout(cache, monkeypatch, stop_warm_up):
-    monkeypatch.setattr(umap_job, "WARM_UP_COMMAND", SLEEPING_WARM_UP)
-    umap_job.start_warm_up()
+    monkeypatch.setattr(umap_warm, "WARM_UP_COMMAND", SLEEPING_WARM_UP)
+    umap_warm.start_warm_up()
     stages, started = [], time.monotonic()
-    umap_job.wait_for_warm_up(lambda stage, fraction: stages.append(stage), timeout=1.0)
+    umap_warm.wait_for_warm_up(lambda stage, fraction: stages.append(stage), timeout=1.0)
     assert 1.0 <= time.monotonic() - started < 5 and stages and all("warm-up" in s for s in stages)

@@ -3,7 +3,7 @@ Markdown (an image that would fetch a URL, **bold**, :red[colour], $LaTeX$, HTML
 
 The page test plants hostile strings in every file the pages read, opens every page in pages/, and walks every
 element Streamlit would draw (its protobuf, field by field): each text field that Streamlit renders as Markdown
-must hold the hostile text escaped (dashboard.common.plain / md), and each Plotly figure must hold it with its
+must hold the hostile text escaped (dashboard.text.plain / md), and each Plotly figure must hold it with its
 HTML escaped (dashboard.charts.chart_text). A new page is covered as soon as its file is in pages/.
 """
 from __future__ import annotations
@@ -26,7 +26,7 @@ from core.explore import projection, umap_job
 from core.metrics.evaluate import FILE as EVAL_FILE, FORMAT as EVAL_FORMAT
 from core.runs.folder import Run
 from dashboard.charts import chart_rows, chart_text
-from dashboard.common import Markdown, code, md, plain
+from dashboard.text import Markdown, code, md, plain
 from tests.tiny import tiny_config
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -41,7 +41,7 @@ MARKER = "127.0.0.1"  # in every planted string: where it appears, the page show
 # Raw (unescaped) Markdown of the planted strings; plain() puts a backslash inside each of them.
 RAW = ("![", "](http:", "**bold**", "**b**", ":red[", "$x$", "<b>", "</b>")
 DOUBLE_ESCAPED = re.compile(r"\\\\\\[!\[*$<:]")  # plain(plain(text)): the user would see the backslashes
-CODE_SPAN = re.compile(r"(?<!`)(`+)(?!`).*?(?<!`)\1(?!`)", re.DOTALL)  # shown as typed (dashboard.common.code)
+CODE_SPAN = re.compile(r"(?<!`)(`+)(?!`).*?(?<!`)\1(?!`)", re.DOTALL)  # shown as typed (dashboard.text.code)
 # Proto fields whose text Streamlit shows as plain text (or never shows): everything else is Markdown.
 PLAIN_FIELDS = {
     ("Selectbox", "options"), ("Selectbox", "raw_value"), ("Selectbox", "default"), ("Selectbox", "placeholder"),

@@ -34,18 +34,16 @@ from core.fileio import UntrustedFileError, atomic_path, locked, read_json, writ
 from core.schema import ListOf, Nullable, Num, Obj, Str
 from core.runs import process
 from core.runs.folder import Run
-from core.explore.projection import Progress, UmapParams, numba_cache_dir, umap_2d, umap_is_warm, warm_up
+from core.explore.projection import Progress, UmapParams, umap_2d, warm_up
+from core.explore.umap_warm import wait_for_warm_up
 
 
 # The .job record (core.runs.process.RECORD plus the worker's arguments) and the worker's .progress file.
 JOB = Obj({**process.RECORD.fields, "args": ListOf(Str(10_000), max_items=100)}, drop_invalid=True)
 PROGRESS = Obj({"stage": Str(200), "fraction": Nullable(Num(0, 1))})
 
-# How the launcher starts a worker and the warm-up; lists so tests can swap in stand-ins.
+# How the launcher starts a worker; a list so tests can swap in a stand-in.
 WORKER_COMMAND = [sys.executable, "-m", "core.explore.umap_job"]
-WARM_UP_COMMAND = [*WORKER_COMMAND, "--warm-up"]
-# How long a worker waits for a running warm-up: half a minute of compiling on an idle 2-core machine, more if busy.
-WARM_UP_WAIT = 300.0
 
 
 def embedding_path(run: Run, split: str, limit: int | None, params: UmapParams) -> Path:
@@ -171,37 +169,6 @@ def start_umap(run: Run, split: str, limit: int | None, params: UmapParams,
         record = process.start([*WORKER_COMMAND, *args], _sidecar(path, "job"), _sidecar(path, "log"), append=False,
                                fields={"args": args})
     return UmapJob("running", pid=record["pid"], stage="starting")
-
-
-def start_warm_up() -> dict | None:
-    """Start the background warm-up unless UMAP is warm already, the compiled-code cache is unusable, or a warm-up
-    runs, or LATENTLAB_UMAP_WARM_UP=0; returns the running warm-up's record (None when there is nothing to do).
-    Best effort: a warm-up that cannot be started leaves the first UMAP to compile for itself."""
-    if os.environ.get("LATENTLAB_UMAP_WARM_UP") == "0":
-        return None
-    cache = numba_cache_dir()
-    if cache is None or umap_is_warm():
-        return None
-    try:
-        with locked(cache / ".warm-up.lock"):
-            record = process.read_record(cache / "warm-up.job")
-            if process.liveness(record) == process.DEAD:
-                record = process.start(WARM_UP_COMMAND, cache / "warm-up.job", cache / "warm-up.log", append=False)
-    except OSError:
-        return None
-    return record
-
-
-def wait_for_warm_up(progress: Progress | None = None, timeout: float = WARM_UP_WAIT) -> None:
-    """Return once no warm-up runs (at most `timeout` seconds): two processes compiling the same code share the
-    CPU and both finish later than one after the other."""
-    cache = numba_cache_dir()
-    record = process.read_record(cache / "warm-up.job") if cache is not None else None
-    deadline = time.time() + timeout
-    while process.liveness(record) == process.ALIVE and time.time() < deadline:
-        if progress is not None:
-            progress("waiting for the UMAP warm-up to finish compiling (once per machine)", None)
-        time.sleep(0.5)
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -17,7 +17,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from core.models.networks import ArchConfig, Decoder, Encoder
+from core.models.arch import ArchConfig
+from core.models.networks import Decoder, Encoder
 from core.models.vae import VAE, Output
 
 

@@ -1,16 +1,20 @@
 """Model families by name. A family is one file in core/models/families/ that registers a `Family`: the CLI's
 --model choices, the Train page's options, run summaries and the README's model table all read this registry.
+
+No torch here: a family names its network as "module:Class", imported when a model is built, so reading configs
+(the dashboard's Home page, `python -m core runs`) does not load torch.
 """
 from __future__ import annotations
 
+import importlib
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 
-from torch import nn
-
-from core.models.networks import ArchConfig
-from core.models.vae import VAE
+from core.models.arch import ArchConfig
 from core.registry import Registry
+
+if TYPE_CHECKING:
+    from torch import nn
 
 
 @dataclass(frozen=True)
@@ -25,11 +29,16 @@ class Family:
     settings: tuple[str, ...] = ()  # "section.field" keys the Train page shows for this family only
     grouped: bool = False  # trains on groups of images that share all factors but one (DC-IGN / ModVAE batches)
     regularisers: tuple[str, ...] = ()  # names in core.objectives.regularisers.REGULARISERS, added to the loss
-    build: Callable[[ArchConfig], nn.Module] = VAE  # the network
+    network: str = "core.models.vae:VAE"  # the network's class, "module:Class", built from an ArchConfig
     # encoder and decoder take the data set's binary attributes y (core.models.cvae); arch.cond_dim, their count,
     # is filled in from the data set when the run is created, and the trainer feeds each batch's attribute rows
     conditional: bool = False
     order: int = 100  # position in lists: simplest family first
+
+    def build(self, arch: ArchConfig) -> "nn.Module":
+        """A new network of this family for `arch`."""
+        module, _, name = self.network.partition(":")
+        return getattr(importlib.import_module(module), name)(arch)
 
     @property
     def plain(self) -> bool:

@@ -6,7 +6,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from core.models.networks import ArchConfig, Decoder, Encoder
+from core.models.arch import ArchConfig
+from core.models.networks import Decoder, Encoder
 
 
 @dataclass

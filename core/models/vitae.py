@@ -31,7 +31,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from core.models.networks import ArchConfig, Decoder, Encoder
+from core.models.arch import ArchConfig
+from core.models.networks import Decoder, Encoder
 from core.models.vae import VAE, Output
 
 AFFINE_PARAMS = 6  # a, b, c, d, e, f of the generator [[a, b, c], [d, e, f], [0, 0, 0]]

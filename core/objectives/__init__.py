@@ -3,9 +3,9 @@ weight schedules (schedules.py), regularisers by name (regulariser.py, one file 
 `Objective` (objective.py) composing them.
 
 May import: settings, registry, models.
-"""
-import importlib
 
-# the files that register regularisers; a new regulariser adds its file name here
-for _name in ("clamp", "tc", "factor", "dip"):
-    importlib.import_module(f"{__name__}.{_name}")
+No torch here (config.json is validated against LIKELIHOOD_NAMES without loading it): regularisers register when
+regulariser.py is imported, likelihoods when likelihoods.py is, which checks it registers exactly these names.
+"""
+# The reconstruction likelihoods `--recon` accepts, in the order lists show them (core/objectives/likelihoods.py).
+LIKELIHOOD_NAMES = ("bernoulli", "gaussian", "laplace", "calibrated", "ssim-l1")

@@ -20,6 +20,7 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
+from core.objectives import LIKELIHOOD_NAMES
 from core.registry import Registry
 
 LOG_2PI = math.log(2 * math.pi)
@@ -81,7 +82,8 @@ for _entry in [
     Likelihood("ssim-l1", "0.84 (1 - SSIM) + 0.16 L1; not a likelihood", _ssim_l1, None),
 ]:
     LIKELIHOOD_TERMS.register(_entry.name, _entry)
-LIKELIHOODS = LIKELIHOOD_TERMS.names()
+if tuple(LIKELIHOOD_TERMS.names()) != LIKELIHOOD_NAMES:  # the config validates against those names
+    raise ImportError(f"likelihoods registered {LIKELIHOOD_TERMS.names()}, core.objectives names {LIKELIHOOD_NAMES}")
 
 
 def reconstruction(logits: torch.Tensor, x: torch.Tensor, kind: str) -> torch.Tensor:

@@ -8,6 +8,7 @@ state in the checkpoint ("reg.<name>.*", "regoptim.<name>.*"), so resuming stays
 """
 from __future__ import annotations
 
+import importlib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable, Mapping
 
@@ -64,3 +65,8 @@ class Regulariser:
 
 
 REGULARISERS: Registry[Regulariser] = Registry("regulariser")
+
+# The files that register regularisers, imported after REGULARISERS exists (they import it): a new regulariser adds
+# its file name here.
+for _name in ("clamp", "tc", "factor", "dip"):
+    importlib.import_module(f"core.objectives.{_name}")

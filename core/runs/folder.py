@@ -19,17 +19,20 @@ import secrets
 import shutil
 import time
 from pathlib import Path
-from typing import Any, Mapping
-import torch
-from torch import nn
+from typing import TYPE_CHECKING, Any, Mapping
+
 from safetensors import safe_open
-from safetensors.torch import save_file
 from core.config import RUN_NAME, RunConfig
 from core.fileio import (UntrustedFileError, atomic_path, check_inside, locked, open_append, read_json, read_json_lines,
                          write_json)
 from core.schema import Int, ListOf, Num, Obj, OneOf, Str
-from core.models.vae import VAE
 from core.runs import process
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
+    from core.models.vae import VAE
 
 
 CHECKPOINT = "checkpoint.safetensors"
@@ -223,69 +226,50 @@ class Run:
         """Where the weights (and Adam state) live: checkpoint.safetensors."""
         return self.path / CHECKPOINT
 
+    # The tensor work lives in core/runs/checkpoint.py, imported on use: listing runs and reading their configs
+    # (the dashboard's Home page, `python -m core runs`) must not wait for torch to load.
     def save_checkpoint(self, model: VAE, optimizer: torch.optim.Optimizer | None, step: int,
                         dtype: torch.dtype | None = None, extra: Mapping[str, nn.Module] | None = None,
                         extra_optimizers: Mapping[str, torch.optim.Optimizer] | None = None) -> None:
         """Write weights (cast to `dtype` if given), the optimizer state if given, and `step`, atomically. `extra`:
         more modules by name (a regulariser's own network), saved in fp32 as "reg.<name>.*", and `extra_optimizers`
         their optimizers' state, as "regoptim.<name>.*"."""
-        tensors = {f"model.{k}": _cpu(v, dtype) for k, v in model.state_dict().items()}
-        if optimizer is not None:
-            tensors.update(_flatten_optimizer(optimizer))
-        for name, module in (extra or {}).items():
-            tensors.update({f"reg.{name}.{k}": _cpu(v, None) for k, v in module.state_dict().items()})
-        for name, extra_optimizer in (extra_optimizers or {}).items():
-            tensors.update(_flatten_optimizer(extra_optimizer, f"regoptim.{name}."))
-        with atomic_path(self.checkpoint_path) as tmp:
-            save_file(tensors, str(tmp), metadata={"format": FORMAT, "step": str(step)})
+        from core.runs import checkpoint
+
+        checkpoint.save(self, model, optimizer, step, dtype, extra, extra_optimizers)
 
     def checkpoint_step(self) -> int:
-        """The training step the checkpoint was saved at."""
-        with self._open() as f:
+        """The training step the checkpoint was saved at (read from its header: no tensors, no torch)."""
+        with self._open("numpy") as f:
             return int(f.metadata()["step"])
 
     def load_model(self, device: str | torch.device = "cpu") -> VAE:
         """Rebuild the model from config.json and load its weights (float32, eval mode)."""
-        config = self.config
-        model = config.family.build(config.arch)
-        with self._open() as f:
-            state = {k[len("model."):]: f.get_tensor(k) for k in f.keys() if k.startswith("model.")}
-        model.load_state_dict(check_state(model, state, self.checkpoint_path))
-        return model.to(device).eval()
+        from core.runs import checkpoint
+
+        return checkpoint.load_model(self, device)
 
     def load_optimizer(self, optimizer: torch.optim.Optimizer) -> None:
         """Load the checkpoint's Adam state into `optimizer` (nothing for a weights-only export)."""
-        with self._open() as f:
-            tensors = {k: f.get_tensor(k) for k in f.keys() if k.startswith("optim.")}
-        _unflatten_optimizer(optimizer, tensors)
+        from core.runs import checkpoint
+
+        checkpoint.load_optimizer(self, optimizer)
 
     def load_extra(self, modules: Mapping[str, nn.Module],
                    optimizers: Mapping[str, torch.optim.Optimizer] | None = None) -> list[str]:
         """Load what save_checkpoint(extra=, extra_optimizers=) wrote into `modules` and `optimizers` (by name);
         the names of modules with weights that the checkpoint lacks (one saved before they existed, or an export),
         which keep their current state. RunError when saved weights do not fit."""
-        with self._open() as f:
-            keys = list(f.keys())
-            missing = []
-            for name, module in modules.items():
-                prefix = f"reg.{name}."
-                state = {k[len(prefix):]: f.get_tensor(k) for k in keys if k.startswith(prefix)}
-                if not state:
-                    missing += [name] if module.state_dict() else []
-                    continue
-                module.load_state_dict(check_state(module, state, self.checkpoint_path))
-            for name, optimizer in (optimizers or {}).items():
-                if name in missing:
-                    continue
-                prefix = f"regoptim.{name}."
-                _unflatten_optimizer(optimizer, {k: f.get_tensor(k) for k in keys if k.startswith(prefix)}, prefix)
-        return missing
+        from core.runs import checkpoint
 
-    def _open(self):
+        return checkpoint.load_extra(self, modules, optimizers)
+
+    def _open(self, framework: str = "pt"):
+        """The checkpoint's safetensors handle, checked to be ours; RunError naming the file otherwise."""
         if not self.checkpoint_path.is_file():
             raise RunError(f"{self.path}: no {CHECKPOINT} yet (the run has not saved a checkpoint)")
         try:
-            handle = safe_open(str(self.checkpoint_path), framework="pt")
+            handle = safe_open(str(self.checkpoint_path), framework=framework)
         except Exception as e:  # safetensors raises its own error types for truncated/garbled headers
             raise RunError(f"{self.checkpoint_path}: not a readable safetensors file ({e})") from None
         if handle.metadata() is None or handle.metadata().get("format") != FORMAT:
@@ -305,22 +289,6 @@ def _derived(status: dict[str, Any]) -> dict[str, Any]:
     return status
 
 
-def check_state(model: VAE, state: dict[str, Any], source: Path) -> dict[str, torch.Tensor]:
-    """`state` as float32 tensors if it fits `model` exactly; otherwise a RunError naming `source` and the problem."""
-    expected = model.state_dict()
-    missing, extra = expected.keys() - state.keys(), state.keys() - expected.keys()
-    if missing or extra:
-        raise RunError(f"{source}: weights do not match config.json "
-                       f"(missing {sorted(missing)[:3]}, unexpected {sorted(extra)[:3]})")
-    for k, ref in expected.items():
-        t = state[k]
-        if not isinstance(t, torch.Tensor) or not t.is_floating_point():
-            raise RunError(f"{source}: {k} is not a floating-point tensor")
-        if t.shape != ref.shape:
-            raise RunError(f"{source}: {k} has shape {tuple(t.shape)}, config.json implies {tuple(ref.shape)}")
-    return {k: v.float() for k, v in state.items()}
-
-
 def list_runs(runs_dir: str | Path | None = None) -> list[Run]:
     """Run folders (those with a config.json), newest first. Hidden folders (a run being created) and symbolic links
     (find_run refuses them) are not runs."""
@@ -338,31 +306,6 @@ def _mtime(path: Path) -> float:
         return path.stat().st_mtime
     except OSError:
         return 0.0
-
-
-def _cpu(t: torch.Tensor, dtype: torch.dtype | None) -> torch.Tensor:
-    t = t.detach().to("cpu")
-    return (t.to(dtype) if dtype is not None and t.is_floating_point() else t).contiguous()
-
-
-def _flatten_optimizer(optimizer: torch.optim.Optimizer, prefix: str = "optim.") -> dict[str, torch.Tensor]:
-    """Adam-style state as flat tensors: <prefix><param index>.<name>; hyper-parameters stay in config."""
-    out = {}
-    for i, state in optimizer.state_dict()["state"].items():
-        for name, value in state.items():
-            out[f"{prefix}{i}.{name}"] = _cpu(torch.as_tensor(value), None)
-    return out
-
-
-def _unflatten_optimizer(optimizer: torch.optim.Optimizer, tensors: dict[str, torch.Tensor],
-                         prefix: str = "optim.") -> None:
-    sd = optimizer.state_dict()
-    state: dict[int, dict[str, torch.Tensor]] = {}
-    for key, value in tensors.items():
-        i, name = key[len(prefix):].split(".", 1)
-        state.setdefault(int(i), {})[name] = value
-    sd["state"] = state
-    optimizer.load_state_dict(sd)
 
 
 def create_run(config: RunConfig, runs_dir: Path | None = None) -> Run:

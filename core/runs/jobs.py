@@ -26,7 +26,6 @@ from core.runs import process
 from core.fileio import UntrustedFileError, read_json_lines
 from core.runs.folder import METRIC_RECORD, Run, RunError, default_runs_dir
 from core.runs.folder import create_run
-from core.device import pick_device
 
 LOG = "train.log"
 TAIL_BYTES = 65536  # enough for the last few metric records however long the run
@@ -95,6 +94,8 @@ def launch(config: RunConfig, runs_dir: str | Path | None = None) -> Run:
     Raises ConfigError / DataError / RunError (a taken name: exactly one of two simultaneous launches wins)
     before anything is started."""
     config.validate()
+    from core.device import pick_device  # torch, loaded only when a job starts
+
     pick_device(config.train.device)  # a CUDA request on a machine without CUDA is refused here, not in the log
     check_data(config.data)
     run = create_run(config, Path(runs_dir) if runs_dir else default_runs_dir())

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import torch
 
-from core.runs.folder import Run, RunError, check_state
-from core.runs.folder import create_run
+from core.runs.checkpoint import check_state
+from core.runs.folder import Run, RunError, create_run
 
 PREFIXES = ("module.", "model.")  # DataParallel / DDP wrappers and our own checkpoint prefix
 

@@ -1,7 +1,6 @@
 """C-VITAE (Detlefsen & Hauberg 2019): a perspective encoder infers z_P; the appearance encoder sees the input
 un-warped by it, so appearance is encoded in a canonical pose (core.models.vitae.CVITAE)."""
 from core.models.family import FAMILIES, Family
-from core.models.vitae import CVITAE
 
 FAMILIES.register("c-vitae", Family(
     order=21, name="c-vitae", title="C-VITAE",
@@ -11,4 +10,4 @@ FAMILIES.register("c-vitae", Family(
     reference="Detlefsen & Hauberg 2019, Explicit Disentanglement of Appearance and Perspective in Generative Models",
     defaults={"loss.beta": 1.0, "arch.perspective_dim": 6},
     settings=("arch.perspective_dim",),
-    build=CVITAE))
+    network="core.models.vitae:CVITAE"))

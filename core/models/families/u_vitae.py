@@ -1,7 +1,6 @@
 """U-VITAE (Detlefsen & Hauberg 2019): one encoder gives an appearance code and a perspective code; the decoder's
 image is warped by the affine transformation the perspective code decodes to (core.models.vitae.UVITAE)."""
 from core.models.family import FAMILIES, Family
-from core.models.vitae import UVITAE
 
 FAMILIES.register("u-vitae", Family(
     order=20, name="u-vitae", title="U-VITAE",
@@ -11,4 +10,4 @@ FAMILIES.register("u-vitae", Family(
     reference="Detlefsen & Hauberg 2019, Explicit Disentanglement of Appearance and Perspective in Generative Models",
     defaults={"loss.beta": 1.0, "arch.perspective_dim": 6},
     settings=("arch.perspective_dim",),
-    build=UVITAE))
+    network="core.models.vitae:UVITAE"))
