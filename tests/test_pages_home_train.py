@@ -1,6 +1,9 @@
 """Home and Train pages through Streamlit's AppTest, on a copy of the tiny runs (and on the demo runs)."""
 import json
+import os
 import shutil
+import subprocess
+import sys
 import time
 from datetime import datetime
 from pathlib import Path
@@ -205,3 +208,17 @@ def test_step_axes_tick_whole_steps_only():
     later = records(range(10, 210, 10))  # Plotly's own ticks are whole numbers over 190 steps
     assert "dtick" not in train_curves({"a": later}).to_dict()["layout"]["xaxis"]
     assert "dtick" not in kl_heatmap(later).to_dict()["layout"]["xaxis"]
+
+
+def test_home_lists_the_runs_without_loading_torch(tiny_runs_dir):
+    """Torch was most of Home's first render; configs, run folders and the run table must not need it."""
+    script = ("import sys\nfrom streamlit.testing.v1 import AppTest\n"
+              f"at = AppTest.from_file({str(ROOT / 'dashboard' / 'Home.py')!r}, default_timeout=60).run()\n"
+              "assert not at.exception, at.exception\n"
+              "print(sorted(at.dataframe[0].value['run']), 'torch' in sys.modules)\n")
+    done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "LATENTLAB_CHECKPOINTS": str(tiny_runs_dir)})
+    assert done.returncode == 0, done.stderr[-2000:]
+    runs, torch_loaded = done.stdout.strip().rsplit(" ", 1)
+    assert "tiny-bvae" in runs and torch_loaded == "False"
+
