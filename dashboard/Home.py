@@ -4,7 +4,7 @@ import streamlit as st
 
 from dashboard.access import local_only
 from dashboard.bootstrap import ROOT
-from dashboard.text import warm_up_umap
+from dashboard.startup import preload_pages, warm_up_umap
 
 # a local file: a Material icon here would be fetched from a font server, and the app must work offline
 st.set_page_config(page_title="LatentLab", page_icon=str(ROOT / "dashboard" / "favicon.png"), layout="wide")
@@ -24,3 +24,4 @@ st.navigation([
     st.Page(PAGES / "metrics.py", title="Metrics", icon=":material/analytics:"),
     st.Page(PAGES / "verification.py", title="Verification", icon=":material/how_to_reg:"),
 ]).run()
+preload_pages()  # after the first page is drawn: it must not compete with it

@@ -1,6 +1,6 @@
 """Text on the page: user and file text shown as text, never as Markdown or HTML (plain, md, say), bad input as a
-message instead of a traceback (user_errors), and the dashboard's start-up work. No torch here: the Home page
-imports only this, so the dashboard's first page does not wait for torch to load.
+message instead of a traceback (user_errors). No torch here: the Home page imports only this and
+dashboard/startup.py, so the dashboard's first page does not wait for torch to load.
 """
 from __future__ import annotations
 
@@ -14,7 +14,6 @@ import streamlit as st
 
 from core.config import ConfigError
 from core.data import DataError
-from core.explore.umap_warm import start_warm_up
 from core.fileio import UntrustedFileError
 from core.runs.folder import RunError
 from core.runs.labels import LabelError
@@ -89,10 +88,3 @@ def user_errors() -> Iterator[None]:
     except USER_ERRORS as e:
         st.error(plain(e))
         st.stop()
-
-
-@st.cache_resource(show_spinner=False)
-def warm_up_umap() -> None:
-    """Once per dashboard process: compile UMAP in the background (core.explore.umap_job.start_warm_up), so that
-    the first "Compute UMAP" loads compiled code instead of spending half a minute compiling it."""
-    start_warm_up()

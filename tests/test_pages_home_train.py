@@ -4,6 +4,7 @@ import os
 import shutil
 import subprocess
 import sys
+import textwrap
 import time
 from datetime import datetime
 from pathlib import Path
@@ -210,15 +211,26 @@ def test_step_axes_tick_whole_steps_only():
     assert "dtick" not in kl_heatmap(later).to_dict()["layout"]["xaxis"]
 
 
-def test_home_lists_the_runs_without_loading_torch(tiny_runs_dir):
-    """Torch was most of Home's first render; configs, run folders and the run table must not need it."""
-    script = ("import sys\nfrom streamlit.testing.v1 import AppTest\n"
-              f"at = AppTest.from_file({str(ROOT / 'dashboard' / 'Home.py')!r}, default_timeout=60).run()\n"
-              "assert not at.exception, at.exception\n"
-              "print(sorted(at.dataframe[0].value['run']), 'torch' in sys.modules)\n")
+def test_home_lists_the_runs_without_loading_torch_then_preloads_the_other_pages(tiny_runs_dir):
+    """Torch was most of Home's first render; configs, run folders and the run table must not need it. Once Home is
+    drawn, a background thread loads what the other pages import."""
+    script = textwrap.dedent(f"""
+        import sys
+        from streamlit.testing.v1 import AppTest
+        import dashboard.startup as startup
+        startup.PAGE_MODULES = ()  # Home alone first
+        at = AppTest.from_file({str(ROOT / 'dashboard' / 'Home.py')!r}, default_timeout=60).run()
+        assert not at.exception, at.exception
+        print(sorted(at.dataframe[0].value["run"]), "torch" in sys.modules)
+        startup.PAGE_MODULES = ("dashboard.common",)
+        startup.preload_pages.clear()
+        at.run()
+        startup.preload_pages().join(timeout=60)
+        print("dashboard.common" in sys.modules and "torch" in sys.modules)
+        """)
     done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=120,
                           env={**os.environ, "LATENTLAB_CHECKPOINTS": str(tiny_runs_dir)})
     assert done.returncode == 0, done.stderr[-2000:]
-    runs, torch_loaded = done.stdout.strip().rsplit(" ", 1)
-    assert "tiny-bvae" in runs and torch_loaded == "False"
-
+    home, preloaded = done.stdout.strip().splitlines()[-2:]
+    runs, torch_loaded = home.rsplit(" ", 1)
+    assert "tiny-bvae" in runs and torch_loaded == "False" and preloaded == "True"

@@ -121,7 +121,7 @@ def test_one_warm_up_at_a_time_and_none_once_warm_or_turned_off(cache, monkeypat
 
 
 def test_the_dashboard_starts_the_warm_up_when_it_starts(cache, tmp_path, monkeypatch, stop_warm_up):
-    from dashboard.text import warm_up_umap
+    from dashboard.startup import warm_up_umap
 
     (tmp_path / "runs").mkdir()
     monkeypatch.setenv("LATENTLAB_CHECKPOINTS", str(tmp_path / "runs"))
