@@ -105,3 +105,17 @@ def kl_heatmap(records: list[dict], labels: dict[int, DimLabel] | None = None, t
                       yaxis=dict(autorange="reversed", type="category"))
     _step_ticks(fig, [r["step"] for r in records])
     return fig
+
+
+def edit_tradeoff(rows: list[dict], alpha: float, attribute: str) -> go.Figure:
+    """An attribute vector's evaluated edits against α (rows of core.metrics.tables.edit_rows for one attribute and
+    vector): the judge's flip rate and the mean pixel change, with the α now chosen as a dotted line, so a user
+    sees where the edit sits between "not yet added" and "the face falls apart"."""
+    alphas = [r["α"] for r in rows]
+    fig = go.Figure([go.Scatter(x=alphas, y=[r[key] for r in rows], name=key, mode="lines+markers")
+                     for key in ("flip rate", "pixel change")])
+    fig.add_vline(x=alpha, line_dash="dot", annotation_text=f"α = {alpha:+.1f}")
+    fig.update_layout(title=chart_text(f"{attribute}: evaluated edits against α"), xaxis_title="α",
+                      yaxis=dict(range=[0, 1.02], title="share of faces / mean |Δpixel|"), height=HEIGHT,
+                      margin=dict(t=50, b=40, l=50, r=20))
+    return fig

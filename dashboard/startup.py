@@ -10,10 +10,10 @@ import streamlit as st
 
 from core.explore.umap_warm import start_warm_up
 
-# What the pages after Home import, most used first: torch (through the models), the data sets, plotly, then the
-# metrics (scikit-learn and SciPy). 1.4 s of CPU for torch alone on the project's 2-core machine, paid by whichever
+# What the pages after Home import, most used first: torch (through the models) and the data sets, the metrics
+# (scikit-learn and SciPy: Metrics, Arithmetic, Verification), plotly. 1.4 s of CPU for torch alone on the project's 2-core machine, paid by whichever
 # page a user opens second unless it is loaded before the click.
-PAGE_MODULES = ("dashboard.common", "dashboard.charts", "plotly.express", "core.metrics")
+PAGE_MODULES = ("dashboard.common", "core.metrics", "dashboard.charts", "plotly.express")
 
 
 @st.cache_resource(show_spinner=False)

@@ -78,6 +78,32 @@ def test_arithmetic_says_when_the_run_has_not_learned_the_attribute(runs_dir, mo
     assert unlearned_warning("Smiling", 0.97) is None and unlearned_warning("Smiling", None) is None
 
 
+def test_arithmetic_shows_where_alpha_sits_on_the_evaluated_edit_curve(runs_dir, tmp_path, monkeypatch):
+    from core.metrics.evaluate import FILE, FORMAT
+
+    root = shutil.copytree(runs_dir, tmp_path / "runs")
+    run = Run(root / "tiny-bvae")
+    mean = {"method": "mean", "flip_rate": [0.1, 0.4, 0.9], "dependency": [0.0, 0.1, 0.2],
+            "pixel_change": [0.0, 0.05, 0.1]}
+    (run.path / FILE).write_text(json.dumps({
+        "format": FORMAT, "run": run.name, "model": "beta-vae", "dataset": "synthfaces", "latent_dim": 8,
+        "step": run.checkpoint_step(), "results": {"edits": {
+            "alphas": [0.0, 1.0, 2.0], "fast": True, "seconds": 1.0, "judge": {"trained_on": "x", "aucs": {}},
+            "attributes": [{"name": "Smiling", "vectors": [mean], "faces": 8, "judge_auc": 0.9,
+                            "false_positive_rate_originals": 0.1, "positive_rate_reconstructions_with": 0.2,
+                            "judgeable": False}]}}}))
+    at = open_page("arithmetic.py", root, monkeypatch)
+    chart = json.loads(at.get("plotly_chart")[0].proto.spec)
+    assert chart["layout"]["title"]["text"] == "Smiling: evaluated edits against α"
+    assert [t["y"] for t in chart["data"]] == [[0.1, 0.4, 0.9], [0.0, 0.05, 0.1]]
+    assert chart["layout"]["shapes"][0]["x0"] == 1.0  # the slider's α
+    assert any("Smiling: the judge finds it in 20% of the run's reconstructions" in w.value for w in at.warning)
+    at.slider(key="arith_alpha").set_value(2.0).run()
+    assert json.loads(at.get("plotly_chart")[0].proto.spec)["layout"]["shapes"][0]["x0"] == 2.0
+    at.selectbox(key="arith_attribute").set_value("Bangs").run()  # not evaluated: no curve
+    assert not at.get("plotly_chart") and not at.exception
+
+
 def test_moving_alpha_changes_only_the_edited_image(runs_dir, monkeypatch):
     at = open_page("arithmetic.py", runs_dir, monkeypatch)
     before = pictures(at)
