@@ -14,6 +14,8 @@ from safetensors import safe_open
 from core.cli import main
 from core.data.synthfaces import SynthFaces
 from core.explore.encode import DASHBOARD_ENCODINGS, checkpoint_digest, encode, encodings_path
+from core.metrics.edits import DRAWN_MIN
+from core.metrics.evaluate import load_eval
 from core.runs.export import export_weights, prune_samples
 from core.runs.folder import Run, RunError
 from core.training.loop import resume
@@ -54,6 +56,19 @@ def test_demo_run_is_small_complete_and_reconstructs_fresh_faces(name, model, ma
     mse = ((recon - faces) ** 2).mean().item()
     mean_face = ((faces - faces.mean(0, keepdim=True)) ** 2).mean().item()
     assert mse < max_mse and mse < 0.2 * mean_face, (mse, mean_face)
+
+
+@pytest.mark.parametrize("name", DEMOS)
+def test_demo_ships_its_evaluation_of_these_weights(name):
+    """So the Metrics page is not empty on a fresh install, and says truthfully what the demo has not learned."""
+    run = Run(ROOT / "checkpoints" / name)
+    doc = load_eval(run)
+    assert doc is not None and doc["step"] == run.checkpoint_step() and doc["run"] == name
+    assert set(doc["results"]) >= {"mig", "dci", "likelihood", "probes", "edits"}
+    probes = {a["name"]: a["auc"] for a in doc["results"]["probes"]["attributes"]}
+    assert len(probes) == len(SynthFaces().attributes.names) and min(probes.values()) < max(probes.values())
+    for row in doc["results"]["edits"]["attributes"]:  # the flag the pages warn from agrees with its evidence
+        assert row["judgeable"] == (row["positive_rate_reconstructions_with"] >= DRAWN_MIN)
 
 
 @pytest.mark.parametrize("name", DEMOS)
