@@ -15,7 +15,7 @@ from core.data.images import to_uint8
 from core.runs.labels import DimLabel, labels_csv, labels_json
 from core.models.vae import VAE
 from core.runs.folder import Run
-from core.explore.suggest import Suggestion, attribute_correlations, correlations
+from core.explore.suggest import MIN_ABS_R, Suggestion, attribute_correlations, correlations
 from core.explore.generate import prior_codes
 from core.explore.traverse import (collapsed, decode_grid, dim_ranges, encode_faces, gif_bytes, kl_from_encodings,
                                    kl_from_metrics, kl_order, labelled_grid, traversal_gif, traversal_values, zoom_grid)
@@ -190,6 +190,18 @@ def test_a_planted_relation_is_suggested_and_noise_is_not():
     assert r.shape == (6, 3)
     assert [(s.dim, s.attribute) for s in suggestions] == [(4, "B"), (2, "A")]  # strongest first, no noise dims
     assert suggestions[0].r > 0.8 and suggestions[1].r < -0.5 and suggestions[0].n == 600
+
+
+def test_an_attribute_is_suggested_only_for_the_dims_that_carry_it_most():
+    rng = np.random.default_rng(2)
+    attributes = rng.random((800, 2)) < 0.5
+    mu = rng.standard_normal((800, 5))
+    mu[:, 0] = attributes[:, 0] + 0.1 * rng.standard_normal(800)  # carries A (r ~ 0.98)
+    mu[:, 3] = attributes[:, 0] + 0.2 * rng.standard_normal(800)  # carries it almost as well (r ~ 0.93)
+    mu[:, 1] = attributes[:, 0] + 1.0 * rng.standard_normal(800)  # an echo of A (r ~ 0.45): top attribute, not kept
+    r, suggestions = attribute_correlations(mu, attributes, ["A", "B"])
+    assert abs(r[1, 0]) >= MIN_ABS_R and np.abs(r[1]).argmax() == 0
+    assert [(s.dim, s.attribute) for s in suggestions] == [(0, "A"), (3, "A")]
 
 
 def test_correlation_is_pearson_and_zero_for_constant_columns():
