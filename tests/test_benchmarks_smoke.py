@@ -119,6 +119,7 @@ def test_family_sweep_trains_to_each_milestone_tabulates_plots_and_a_rerun_redoe
     plot = tmp_path / "sweep.svg"
     command = [sys.executable, "benchmarks/family_sweep.py", "--grid", "vae", "beta-vae:--beta 4", "--seeds", "0",
                "--steps", "3,6", "--metrics", "mig,sap,probes", "--fast", "--plot", str(plot), "--plot-metric", "mig",
+               "--set", "probes.num_train=200", "--set", "probes.num_test=200", "--set", "mig.num_train=500",
                "--train-args", "--latent-dim 4 --batch-size 8 --val-every 3 --checkpoint-every 3 --sample-every 3"]
     env = {**os.environ, "LATENTLAB_CHECKPOINTS": str(tmp_path)}
     done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
