@@ -15,6 +15,7 @@ from core.config import ConfigError, DataConfig
 from core.data import DataError, Dataset, load_dataset
 from core.explore.encode import encode, load_or_encode
 from core.explore.generate import decode, parse_indices, sample_indices
+from core.explore.suggest import Effect, dim_effects, effect_suggestions
 from core.data.images import grid
 from core.models.vae import VAE
 from core.runs.folder import Run, list_runs
@@ -157,3 +158,24 @@ def start_background(start: Callable[..., None], run: Run, doing: str, flash_key
                                                   name=run.name))
     except USER_ERRORS as e:
         st.session_state[flash_key] = ("error", plain(e))
+
+
+@st.cache_data(max_entries=8, show_spinner="Judging what each dim does to the faces (the attribute judge is trained "
+                                            "once per data set, about a minute, then read from its cache) ...")
+def _effects(path: str, stamp: float, dims: tuple[int, ...], k: float, _codes: np.ndarray,
+             _dataset: Dataset) -> tuple[list[Effect], dict[str, float | None]]:
+    from core.metrics import registry  # scikit-learn and the judge: only when asked for
+
+    judge = registry.attribute_judge(Run(path), _dataset)
+    model = _model(path, stamp)
+    effects = dim_effects(lambda z: decode(model, z), judge.score, _codes, dims, k)
+    return effect_suggestions(effects, dims, judge.names, len(_codes)), judge.aucs
+
+
+def effect_suggestions_for(run: Run, dataset: Dataset, codes: np.ndarray, dims: list[int],
+                           k: float) -> tuple[list[Effect], dict[str, float | None]]:
+    """Label suggestions from what each of `dims`, set to ±k, does to the decoded faces of `codes`, as the attribute
+    judge of `python -m core evaluate --fast` sees it (core.explore.suggest.dim_effects), and its held-out AUCs."""
+    with user_errors():
+        return _effects(str(run.path), _stamp(run), tuple(int(d) for d in dims), float(k),
+                        np.asarray(codes, np.float32), dataset)

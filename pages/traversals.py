@@ -10,15 +10,17 @@ from core.explore.umap_job import load_encodings as cached_or_fresh_encodings
 from core.explore.generate import prior_codes, sample_indices
 from core.runs.labels import DimLabel, LabelError, dim_name, labels_csv, labels_json, load_labels, save_label
 from core.runs.folder import Run
-from core.explore.suggest import MIN_ABS_R, Suggestion, attribute_correlations
+from core.explore.suggest import MIN_ABS_R, MIN_CHANGE, Suggestion, attribute_correlations
 from core.explore.traverse import (COLLAPSED_NATS, RANGE_MODES, collapsed, decode_grid, dim_ranges, encode_faces,
                                    jpeg_bytes, kl_from_encodings, kl_from_metrics, kl_order, labelled_grid, png_bytes,
                                    traversal_gif, traversal_values, zoom_grid)
 from core.explore.traverse import group_title, latent_groups
-from dashboard.common import load_data_or_none, load_encodings, load_model, pick_faces, pick_run
+from dashboard.common import (effect_suggestions_for, load_data_or_none, load_encodings, load_model, pick_faces,
+                              pick_run)
 from dashboard.text import md, plain, user_errors
 
 SPLIT, LIMIT = HELD_OUT  # held-out images behind data ranges, the KL fallback and label suggestions
+EFFECT_FACES, EFFECT_K = 16, 2.0  # faces whose codes each dim is moved in, and how far (prior standard deviations)
 FACE_SOURCES = ("Data set image", "Random face from the prior", "Prior mean (z = 0)")
 
 
@@ -277,6 +279,29 @@ else:
     with st.expander("All correlations (dims × attributes)"):
         st.dataframe({"dim": [dim_name(int(d), labels) for d in order],
                       **{str(a): np.round(r_matrix[order, j], 2) for j, a in enumerate(encodings["attribute_names"])}})
+
+with st.expander("Suggest from what each dim does to the face (an attribute judge looks at decoded faces)"):
+    st.caption(f"Each active dim is set to −{EFFECT_K:g} and +{EFFECT_K:g} in the codes of {EFFECT_FACES} held-out "
+               "faces; the attribute judge of `python -m core evaluate --fast` (a small CNN trained on the data "
+               "set's labels) scores the decoded faces. A dim is suggested for the attribute whose judged share it "
+               f"changes most (by ≥ {MIN_CHANGE:.0%}), and an attribute only for the dims within 80 % of the one that "
+               "changes it most: a dim that only correlates with an attribute draws nothing the judge sees.")
+    active = [int(d) for d in order if not dead[d]]
+    if dataset is None or encodings is None:
+        st.info("This needs the data set on this machine (the judge learns from its labelled images).")
+    elif st.button("Suggest from effects", key="trav_effects_go", disabled=not active):
+        st.session_state["trav_effects"] = (run.name, stamp)
+    if st.session_state.get("trav_effects") == (run.name, stamp) and dataset is not None and encodings is not None:
+        found, aucs = effect_suggestions_for(run, dataset, encodings["mu"][:EFFECT_FACES], active, EFFECT_K)
+        if not found:
+            st.info(f"No active dim changes any judged attribute by {MIN_CHANGE:.0%} or more.")
+        for e in found:
+            text, button = st.columns([4, 1], vertical_alignment="center")
+            auc = aucs.get(e.attribute)
+            text.markdown(plain(e.describe(labels) + (f" (judge's held-out AUC {auc:.2f})" if auc is not None else "")))
+            button.button("Accept", key=f"trav_effect_accept_{e.dim}", on_click=save,
+                          args=(run, e.dim, e.as_label(), "Accepted"),
+                          disabled=labels.get(e.dim, DimLabel()).label == e.attribute)
 
 st.header("All labels")
 st.dataframe({"dim": [dim_name(int(d), labels) for d in order],

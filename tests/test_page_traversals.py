@@ -195,3 +195,35 @@ def test_encodings_copied_with_the_run_stand_in_for_its_data(runs):
     assert "use the 2,000 encoded images saved in the run folder" in messages(at)
     at.radio(key="trav_mode").set_value("minmax").run()
     assert "data min–max" in grid_image(at).caption and not at.exception
+
+
+def test_suggestions_from_effects_judge_decoded_faces_and_can_be_accepted(runs, monkeypatch):
+    from core.metrics import registry
+    from core.metrics.classifier import Judge
+
+    class Brightness(Judge):
+        """A stand-in judge: 'Bright' when a face is brighter than the median face of the batch it is shown."""
+
+        def __init__(self):
+            super().__init__(model=None, names=["Bright"], aucs={"Bright": 0.9}, trained_on="a stand-in",
+                             cached=True)
+
+        def score(self, images):
+            mean = np.asarray(images, np.float64).mean(axis=(1, 2, 3))
+            return (mean > np.median(mean)).astype(float)[:, None]
+
+    judged = []
+    monkeypatch.setattr(registry, "attribute_judge", lambda run, dataset: judged.append(run.name) or Brightness())
+    at = page("tiny-bvae")
+    assert not [b for b in at.button if b.key and b.key.startswith("trav_effect_accept_")]  # only when asked
+    at.button(key="trav_effects_go").click().run()
+    assert not at.exception, at.exception
+    found = [m.value for m in at.markdown if "→ Bright: judged on" in m.value]
+    assert found and judged == ["tiny-bvae"] and all("judge's held-out AUC 0.90" in f for f in found)
+    accept = next(b for b in at.button if b.key and b.key.startswith("trav_effect_accept_"))
+    dim = int(accept.key.rsplit("_", 1)[1])
+    accept.click().run()
+    label = load_labels(Run(runs / "tiny-bvae"))[dim]
+    assert label.label == "Bright" and label.note.startswith("suggested from its effect")
+    at.run()
+    assert judged == ["tiny-bvae"]  # cached per run and checkpoint: the judge is not asked again

@@ -15,7 +15,8 @@ from core.data.images import to_uint8
 from core.runs.labels import DimLabel, labels_csv, labels_json
 from core.models.vae import VAE
 from core.runs.folder import Run
-from core.explore.suggest import MIN_ABS_R, Suggestion, attribute_correlations, correlations
+from core.explore.suggest import (MIN_ABS_R, Suggestion, attribute_correlations, correlations, dim_effects,
+                                  effect_suggestions)
 from core.explore.generate import prior_codes
 from core.explore.traverse import (collapsed, decode_grid, dim_ranges, encode_faces, gif_bytes, kl_from_encodings,
                                    kl_from_metrics, kl_order, labelled_grid, traversal_gif, traversal_values, zoom_grid)
@@ -202,6 +203,27 @@ def test_an_attribute_is_suggested_only_for_the_dims_that_carry_it_most():
     r, suggestions = attribute_correlations(mu, attributes, ["A", "B"])
     assert abs(r[1, 0]) >= MIN_ABS_R and np.abs(r[1]).argmax() == 0
     assert [(s.dim, s.attribute) for s in suggestions] == [(0, "A"), (3, "A")]
+
+
+def test_effects_suggest_the_dim_that_draws_an_attribute_not_its_echo():
+    # a "decoder" whose red channel is drawn by z1 and blue by -z3; z2 correlates with nothing it draws
+    def decode(z):
+        images = np.zeros((len(z), 3, 4, 4))
+        images[:, 0] = 1 / (1 + np.exp(-3 * z[:, 1]))[:, None, None]
+        images[:, 2] = 1 / (1 + np.exp(3 * z[:, 3] - 0.2 * z[:, 2]))[:, None, None]
+        return images
+
+    def judge(images):  # P(Red), P(Blue), P(Green) from the mean of each channel
+        return images.mean(axis=(2, 3))[:, [0, 2, 1]]
+
+    codes = np.random.default_rng(3).standard_normal((16, 4)).astype(np.float32)
+    effects = dim_effects(decode, judge, codes, dims=[0, 1, 2, 3], k=2.0)
+    assert effects.shape == (4, 2, 3) and np.allclose(effects[0, 0], effects[0, 1])  # z0 moves nothing
+    found = effect_suggestions(effects, [0, 1, 2, 3], ["Red", "Blue", "Green"], faces=16)
+    assert [(e.dim, e.attribute) for e in found] == [(1, "Red"), (3, "Blue")]
+    assert found[0].low < 0.01 and found[0].high > 0.99 and found[1].change < -0.98  # higher z3: less blue
+    assert found[1].describe({}).startswith("z3 → Blue: judged on 100% → 0% of 16 faces")
+    assert "higher z3 → less Blue" in found[1].as_label().note
 
 
 def test_correlation_is_pearson_and_zero_for_constant_columns():

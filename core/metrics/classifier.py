@@ -103,6 +103,10 @@ class Judge:
     trained_on: str
     cached: bool
 
+    def score(self, images: np.ndarray) -> np.ndarray:
+        """(N, A) probabilities, columns in `names` order, for uint8 images (N, 3, 64, 64)."""
+        return self.model.probabilities(to_float(np.asarray(images), next(self.model.parameters()).device))
+
 
 def load_or_train(dataset: Dataset, settings: ClassifierSettings, cache_dir: str | Path | None = None) -> Judge:
     """The cached judge of `dataset` trained with `settings` (see the module docstring), else a freshly trained one,
