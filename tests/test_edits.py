@@ -11,7 +11,7 @@ import torch
 from core.config import ConfigError
 from core.data.synthfaces import SynthFaces
 from core.metrics.classifier import ClassifierSettings, Judge, cache_path, data_fingerprint, load_or_train
-from core.metrics.edits import judge_edits, parse_list, positive_rate, spec_label, vector_specs
+from core.metrics.edits import judge_edits, parse_list, positive_rate, vector_specs
 from core.metrics.evaluate import evaluate_run, load_eval
 from core.metrics.report import summary
 from core.runs.folder import Run
@@ -64,10 +64,24 @@ def test_planted_edits_flip_exactly_the_faces_pushed_past_the_judges_threshold()
 
 
 def test_vector_methods_balance_on_male_and_young_where_present_and_leave_out_what_has_nothing_to_use():
-    celeba = vector_specs("Smiling", ["Smiling", "Eyeglasses"], ["Smiling", "Eyeglasses", "Male", "Young"])
-    assert [(spec_label(s), s.confounders, s.condition_on) for s in celeba] == [
-        ("mean", (), ()), ("balanced", ("Male", "Young"), ()), ("conditional", (), ("Eyeglasses",))]
-    assert [spec_label(s) for s in vector_specs("Smiling", ["Smiling"], ["Smiling", "Bangs"])] == ["mean"]
+    names = ["Smiling", "Eyeglasses", "Male", "Young"]
+    celeba = vector_specs("Smiling", ["Smiling", "Eyeglasses"], names, hold=("Male",))
+    assert [(label, s.confounders, s.condition_on) for label, s in celeba] == [
+        ("mean", (), ()), ("balanced", ("Male", "Young"), ()), ("conditional", (), ("Eyeglasses",)),
+        ("holding Male", (), ("Male",))]
+    assert [label for label, _ in vector_specs("Smiling", ["Smiling"], ["Smiling", "Bangs"], hold=("Male",))] == ["mean"]
+    # holding the attribute itself, or what "conditional" removes already, adds no vector
+    assert len(vector_specs("Male", ["Male", "Eyeglasses"], names, hold=("Male",))) == 3
+    assert len(vector_specs("Smiling", ["Smiling", "Eyeglasses"], names, hold=("Eyeglasses",))) == 3
+
+
+def test_watched_attributes_report_the_signed_change_of_their_judged_probability():
+    judge = Judge(Threshold(), ["Bright", "Grey", "Fixed"], {}, "planted", cached=False)
+    out = judge_edits(Brightness(), judge, flat_images([0.1, 0.3]), np.array([1.0], np.float32), [0.0, 0.2, -0.1],
+                      "Bright", watch=("Grey", "Fixed", "Absent"))
+    # Grey is the brightness itself: it moves by +alpha (clamped at 0 for the face at 0.1 when alpha = -0.1)
+    assert out["watched"]["Grey"] == pytest.approx([0.0, 0.2, -0.1], abs=0.01)
+    assert out["watched"]["Fixed"] == pytest.approx([0.0, 0.0, 0.0]) and "Absent" not in out["watched"]
 
 
 def test_parse_list_names_the_bad_value():

@@ -47,33 +47,32 @@ def parse_list(text: str, kind=str) -> list:
     return values
 
 
-def vector_specs(attribute: str, chosen: list[str], names: list[str]) -> list[VectorSpec]:
-    """Mean, balanced and conditional specs for one attribute. Balanced uses Male × Young where the data set
-    has them (CelebA's classic confounders), else the other chosen attributes; conditional removes the
-    directions of the other chosen attributes from the mean vector (either is left out when there is nothing to
-    balance or condition on)."""
+def vector_specs(attribute: str, chosen: list[str], names: list[str],
+                 hold: tuple[str, ...] = ()) -> list[tuple[str, VectorSpec]]:
+    """(label, spec) of every vector measured for one attribute: "mean"; "balanced" over Male × Young where the
+    data set has them (CelebA's classic confounders), else over the other chosen attributes; "conditional", the mean
+    vector with the other chosen attributes' directions removed; and "holding A, B", with the `hold` attributes'
+    directions removed (each left out when there is nothing to balance, condition on or hold)."""
     others = tuple(a for a in chosen if a != attribute)
     confounders = tuple(c for c in DEFAULT_CONFOUNDERS if c in names and c != attribute) or others
-    specs = [VectorSpec(attribute, "mean")]
+    held = tuple(h for h in hold if h in names and h != attribute)
+    specs = [("mean", VectorSpec(attribute, "mean"))]
     if confounders:
-        specs.append(VectorSpec(attribute, "balanced", confounders=confounders))
+        specs.append(("balanced", VectorSpec(attribute, "balanced", confounders=confounders)))
     if others:
-        specs.append(VectorSpec(attribute, "mean", condition_on=others))
+        specs.append(("conditional", VectorSpec(attribute, "mean", condition_on=others)))
+    if held and held != others:
+        specs.append((f"holding {', '.join(held)}", VectorSpec(attribute, "mean", condition_on=held)))
     return specs
-
-
-def spec_label(spec: VectorSpec) -> str:
-    """How a vector spec is shown in results: 'conditional' when it conditions on others, else its method."""
-    if spec.condition_on:
-        return "conditional"
-    return spec.method
 
 
 @torch.inference_mode()
 def judge_edits(model: VAE, judge: Judge, images: np.ndarray, delta: np.ndarray, alphas: list[float],
-                attribute: str, batch_size: int = INFERENCE_BATCH) -> dict:
+                attribute: str, watch: tuple[str, ...] = (), batch_size: int = INFERENCE_BATCH) -> dict:
     """Flip rate, dependency and pixel change per α for uint8 `images` (N, 3, 64, 64) of faces without
-    `attribute`, edited along `delta`; see the module docstring."""
+    `attribute`, edited along `delta`; see the module docstring. `watch`: attributes whose mean signed change of
+    the judged probability (edit − reconstruction) is reported per α under "watched" (e.g. does a smile drag
+    faces away from Male?)."""
     device = next(model.parameters()).device
     a = judge.names.index(attribute)
     others = [i for i in range(len(judge.names)) if i != a]
@@ -82,6 +81,7 @@ def judge_edits(model: VAE, judge: Judge, images: np.ndarray, delta: np.ndarray,
     p_recon = judge.model.probabilities(recon)
     step = torch.as_tensor(delta, dtype=torch.float32, device=device)
     flip, dependency, pixels, changed = [], [], [], []
+    watched = {name: [] for name in watch if name in judge.names}
     for alpha in alphas:
         edited = _decode(model, mu + alpha * step, batch_size)
         p_edit = judge.model.probabilities(edited)
@@ -91,7 +91,11 @@ def judge_edits(model: VAE, judge: Judge, images: np.ndarray, delta: np.ndarray,
         pixels.append(float((edited - recon).abs().mean()))
         per_other = moved.mean(0)
         changed.append({judge.names[others[i]]: round(float(per_other[i]), 4) for i in np.argsort(-per_other)[:3]})
-    return {"flip_rate": flip, "dependency": dependency, "pixel_change": pixels, "most_changed": changed}
+        for name, values in watched.items():
+            i = judge.names.index(name)
+            values.append(float((p_edit[:, i] - p_recon[:, i]).mean()))
+    return {"flip_rate": flip, "dependency": dependency, "pixel_change": pixels, "most_changed": changed,
+            **({"watched": watched} if watched else {})}
 
 
 def _encode(model: VAE, images: np.ndarray, batch_size: int) -> torch.Tensor:
@@ -114,9 +118,11 @@ def positive_rate(model: VAE, judge: Judge, images: np.ndarray, attribute: str, 
 
 
 def edit_quality(model: VAE, dataset: Dataset, judge: Judge, encodings: dict[str, np.ndarray],
-                 attributes: list[str], alphas: list[float], num_faces: int, seed: int) -> dict:
+                 attributes: list[str], alphas: list[float], num_faces: int, seed: int,
+                 hold: tuple[str, ...] = ()) -> dict:
     """The "edits" section of eval.json: per attribute present in the data set, the baselines and one entry
-    per vector method; attributes the data set lacks are listed under "missing"."""
+    per vector method (see vector_specs; `hold`: attributes to hold fixed in one more vector, and whose judged
+    change every vector reports); attributes the data set lacks are listed under "missing"."""
     names = [str(n) for n in encodings["attribute_names"]]
     present = [a for a in attributes if a in names and a in judge.names]
     rng = np.random.default_rng(seed)
@@ -136,16 +142,16 @@ def edit_quality(model: VAE, dataset: Dataset, judge: Judge, encodings: dict[str
                                                                   reconstruct=True)
         row["judgeable"] = row["positive_rate_reconstructions_with"] >= DRAWN_MIN
         row["vectors"] = []
-        for spec in vector_specs(attribute, present, names):
-            entry = {"method": spec_label(spec), "confounders": list(spec.confounders),
-                     "condition_on": list(spec.condition_on)}
+        watch = tuple(h for h in hold if h != attribute)
+        for label, spec in vector_specs(attribute, present, names, hold):
+            entry = {"method": label, "confounders": list(spec.confounders), "condition_on": list(spec.condition_on)}
             try:
                 delta = build_vector(encodings, spec)
             except VectorError as e:
                 row["vectors"].append({**entry, "skipped": str(e)})
                 continue
             entry["norm"] = float(np.linalg.norm(delta))
-            row["vectors"].append({**entry, **judge_edits(model, judge, images, delta, alphas, attribute)})
+            row["vectors"].append({**entry, **judge_edits(model, judge, images, delta, alphas, attribute, watch)})
         rows.append(row)
     return {"alphas": alphas, "attributes": rows, "missing": [a for a in attributes if a not in present],
             "threshold": THRESHOLD}

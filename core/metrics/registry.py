@@ -92,7 +92,7 @@ def _probes(ctx: Context, seed: int, num_train: int = 10_000, num_test: int = 5_
 
 def _edits(ctx: Context, seed: int, attributes: str = ",".join(DEFAULT_ATTRIBUTES), alphas: str = "0,0.5,1,1.5,2,3",
            num_faces: int = 200, num_train: int = 10_000, classifier_steps: int = 600,
-           classifier_test_images: int = 2000) -> dict:
+           classifier_test_images: int = 2000, hold: str = "Male") -> dict:
     chosen = parse_list(attributes)
     names = [str(n) for n in ctx.dataset.attributes.names]
     if not set(chosen) & set(names):
@@ -102,7 +102,9 @@ def _edits(ctx: Context, seed: int, attributes: str = ",".join(DEFAULT_ATTRIBUTE
                                                              classifier_test_images, seed))
     device = str(next(ctx.model.parameters()).device)
     encodings = load_or_encode(ctx.run, "train", num_train, ctx.dataset, device)
-    out = edit_quality(ctx.model, ctx.dataset, judge, encodings, chosen, parse_list(alphas, float), num_faces, seed)
+    held = () if hold.strip().lower() in ("", "none") else tuple(parse_list(hold))
+    out = edit_quality(ctx.model, ctx.dataset, judge, encodings, chosen, parse_list(alphas, float), num_faces, seed,
+                       tuple(h for h in held if h in names))
     return {**out, "judge": {"trained_on": judge.trained_on, "aucs": judge.aucs, "cached": judge.cached}}
 
 
