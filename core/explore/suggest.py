@@ -59,6 +59,7 @@ class Effect:
 
     @property
     def change(self) -> float:
+        """How far the judged probability moves from -k to +k: negative when raising the dim removes it."""
         return self.high - self.low
 
     def describe(self, labels: dict[int, DimLabel]) -> str:
@@ -67,6 +68,7 @@ class Effect:
                 f"{self.faces} faces")
 
     def as_label(self) -> DimLabel:
+        """What accepting the suggestion saves: the attribute as label, the evidence and direction as note."""
         direction = "more" if self.change > 0 else "less"
         return DimLabel(self.attribute, True, f"suggested from its effect: the judge's P({self.attribute}) "
                                               f"{self.low:.2f} → {self.high:.2f} as z{self.dim} goes from low to "
