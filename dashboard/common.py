@@ -160,6 +160,25 @@ def start_background(start: Callable[..., None], run: Run, doing: str, flash_key
         st.session_state[flash_key] = ("error", plain(e))
 
 
+@st.cache_data(max_entries=16, show_spinner=False)
+def _evaluation(path: str, stamp: float) -> dict | None:
+    from core.metrics.evaluate import load_eval  # scikit-learn: only for the pages that show an evaluation
+
+    return load_eval(Run(path))
+
+
+def load_evaluation(run: Run) -> dict | None:
+    """The run's eval.json (core.metrics.evaluate.load_eval), read again only when the file changes: a slider's
+    rerun does not parse and check it again."""
+    from core.metrics.evaluate import FILE
+
+    try:
+        stamp = (run.path / FILE).stat().st_mtime
+    except OSError:
+        stamp = 0.0  # none yet: load_eval says so
+    return _evaluation(str(run.path), stamp)
+
+
 @st.cache_data(max_entries=8, show_spinner="Judging what each dim does to the faces (the attribute judge is trained "
                                             "once per data set, about a minute, then read from its cache) ...")
 def _effects(path: str, stamp: float, dims: tuple[int, ...], k: float, _codes: np.ndarray,

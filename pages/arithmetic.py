@@ -10,12 +10,11 @@ from core.explore.arithmetic import (VectorError, VectorSpec, build_vector, colu
 from core.explore.encode import EDIT_SOURCE, HELD_OUT
 from core.explore.condition import attribute_column, condition_edit, face_conditions, reconstruct
 from core.metrics.edits import unjudgeable
-from core.metrics.evaluate import load_eval
 from core.metrics.tables import edit_rows
 from core.runs.labels import LabelError, dim_name, load_labels
 from dashboard.charts import edit_tradeoff
-from dashboard.common import (decode_codes, encode_faces, load_data_or_none, load_encodings, load_model, pick_faces,
-                              pick_run)
+from dashboard.common import (decode_codes, encode_faces, load_data_or_none, load_encodings, load_evaluation,
+                              load_model, pick_faces, pick_run)
 from dashboard.text import md, plain, say, user_errors
 
 LIMITS = {"2,000": 2000, "5,000": 5000, "20,000": 20000, "whole split": None}
@@ -183,18 +182,18 @@ edited = decode_codes(run, edit(mu, delta, alpha)[:, 0])
 face_columns([dataset.images(index), decode_codes(run, mu), edited],
              ["Original", "Reconstruction", f"Edit: α = {alpha:+.1f}"])
 
-evaluated = load_eval(run)
-curve = [r for r in edit_rows(evaluated) if r["attribute"] == attribute and r["vector"] == "mean"] if evaluated else []
+evaluated = load_evaluation(run)
+judged = next((a for a in evaluated["results"].get("edits", {}).get("attributes", []) if a["name"] == attribute),
+              None) if evaluated else None
+curve = [r for r in edit_rows(evaluated) if r["attribute"] == attribute and r["vector"] == "mean"] if judged else []
 if curve and spec.method == "mean" and not spec.condition_on:  # the vector the evaluation judged
     st.plotly_chart(edit_tradeoff(curve, alpha, attribute), width="stretch")
-    for sentence in unjudgeable({"attributes": [a for a in evaluated["results"]["edits"]["attributes"]
-                                                if a["name"] == attribute]}):
+    for sentence in unjudgeable({"attributes": [judged]}):
         say("warning", "{sentence}.", sentence=sentence)
     say("caption", "From this run's evaluation (eval.json, step {step:,}): the share of {faces} held-out faces "
                    "without {attribute} that the judge calls positive after z + α·ΔZ, and the mean pixel change "
                    "against the reconstruction. The dotted line is the α above.", step=evaluated["step"],
-        faces=next(a.get("faces", 0) for a in evaluated["results"]["edits"]["attributes"] if a["name"] == attribute),
-        attribute=attribute)
+        faces=judged.get("faces", 0), attribute=attribute)
 
 st.subheader("Spectrum")
 a_range = st.slider("α range", -5.0, 5.0, (-2.0, 3.0), 0.5, key="arith_range")

@@ -10,7 +10,7 @@ from core.explore.umap_job import load_encodings as cached_or_fresh_encodings
 from core.explore.generate import prior_codes, sample_indices
 from core.runs.labels import DimLabel, LabelError, dim_name, labels_csv, labels_json, load_labels, save_label
 from core.runs.folder import Run
-from core.explore.suggest import MIN_ABS_R, MIN_CHANGE, Suggestion, attribute_correlations
+from core.explore.suggest import MIN_ABS_R, MIN_CHANGE, NEAR_BEST, Suggestion, attribute_correlations
 from core.explore.traverse import (COLLAPSED_NATS, RANGE_MODES, collapsed, decode_grid, dim_ranges, encode_faces,
                                    jpeg_bytes, kl_from_encodings, kl_from_metrics, kl_order, labelled_grid, png_bytes,
                                    traversal_gif, traversal_values, zoom_grid)
@@ -284,8 +284,9 @@ with st.expander("Suggest from what each dim does to the face (an attribute judg
     st.caption(f"Each active dim is set to −{EFFECT_K:g} and +{EFFECT_K:g} in the codes of {EFFECT_FACES} held-out "
                "faces; the attribute judge of `python -m core evaluate --fast` (a small CNN trained on the data "
                "set's labels) scores the decoded faces. A dim is suggested for the attribute whose judged share it "
-               f"changes most (by ≥ {MIN_CHANGE:.0%}), and an attribute only for the dims within 80 % of the one that "
-               "changes it most: a dim that only correlates with an attribute draws nothing the judge sees.")
+               f"changes most (by ≥ {MIN_CHANGE:.0%}), and an attribute only for the dims within {NEAR_BEST:.0%} of "
+               "the one that changes it most: a dim that only correlates with an attribute draws nothing the judge "
+               "sees.")
     active = [int(d) for d in order if not dead[d]]
     if dataset is None or encodings is None:
         st.info("This needs the data set on this machine (the judge learns from its labelled images).")

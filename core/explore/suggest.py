@@ -94,17 +94,9 @@ def effect_suggestions(effects: np.ndarray, dims: Sequence[int], names: Sequence
                        min_change: float = MIN_CHANGE) -> list[Effect]:
     """For each dim, the attribute whose judged probability it changes most, when that change reaches `min_change`
     and is within NEAR_BEST of the largest change any dim makes to that attribute; largest change first."""
-    found = []
-    for i, d in enumerate(dims):
-        change = effects[i, 1] - effects[i, 0]
-        a = int(np.abs(change).argmax()) if change.size else 0
-        if change.size and abs(change[a]) >= min_change:
-            found.append(Effect(int(d), str(names[a]), float(effects[i, 0, a]), float(effects[i, 1, a]), faces))
-    strongest = {}
-    for e in found:
-        strongest[e.attribute] = max(strongest.get(e.attribute, 0.0), abs(e.change))
-    return sorted((e for e in found if abs(e.change) >= NEAR_BEST * strongest[e.attribute]),
-                  key=lambda e: -abs(e.change))
+    change = effects[:, 1] - effects[:, 0]
+    return [Effect(int(dims[i]), str(names[a]), float(effects[i, 0, a]), float(effects[i, 1, a]), faces)
+            for i, a in _strongest(change, min_change)]
 
 
 def correlations(mu: np.ndarray, attributes: np.ndarray) -> np.ndarray:
@@ -132,14 +124,18 @@ def attribute_correlations(mu: np.ndarray, attributes: np.ndarray, names: list[s
     if attributes.ndim != 2 or attributes.shape[1] != len(names):
         raise ValueError(f"{len(names)} attribute names for attributes of shape {attributes.shape}")
     r = correlations(mu, attributes)
-    suggestions = []
-    if r.size:
-        best = np.abs(r).argmax(axis=1)
-        for dim, a in enumerate(best):
-            if abs(r[dim, a]) >= min_abs_r:
-                suggestions.append(Suggestion(dim, str(names[a]), float(r[dim, a]), len(mu)))
-    strongest = {}
-    for s in suggestions:
-        strongest[s.attribute] = max(strongest.get(s.attribute, 0.0), abs(s.r))
-    kept = [s for s in suggestions if abs(s.r) >= NEAR_BEST * strongest[s.attribute]]
-    return r, sorted(kept, key=lambda s: -abs(s.r))
+    return r, [Suggestion(dim, str(names[a]), float(r[dim, a]), len(mu)) for dim, a in _strongest(r, min_abs_r)]
+
+
+def _strongest(score: np.ndarray, minimum: float) -> list[tuple[int, int]]:
+    """(dim, attribute) for every dim (row of `score`, dims × attributes) whose largest |score| reaches `minimum`
+    and is within NEAR_BEST of the largest |score| any dim has for that attribute; strongest first."""
+    if not score.size:
+        return []
+    best = np.abs(score).argmax(axis=1)
+    strength = np.abs(score[np.arange(len(score)), best])
+    top = {}
+    for dim in np.flatnonzero(strength >= minimum):
+        top[best[dim]] = max(top.get(best[dim], 0.0), strength[dim])
+    kept = [int(d) for d in np.flatnonzero(strength >= minimum) if strength[d] >= NEAR_BEST * top[best[d]]]
+    return [(d, int(best[d])) for d in sorted(kept, key=lambda d: -strength[d])]

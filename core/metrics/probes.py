@@ -14,6 +14,8 @@ from sklearn.metrics import roc_auc_score
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
+from core.explore.arithmetic import auc_from_ranks
+
 
 def identity_disjoint(train_identities: np.ndarray | None, test_identities: np.ndarray | None) -> np.ndarray | None:
     """Mask of held-out rows whose person is not among the training rows (None when identities are unknown)."""
@@ -26,10 +28,7 @@ def column_aucs(ranks: np.ndarray, labels: np.ndarray) -> np.ndarray:
     """(D,) ROC-AUC of every code dim for binary labels, from the codes' per-column average ranks (n, D)
     (scipy.stats.rankdata(codes, axis=0)): the Mann-Whitney U statistic, which counts ties as half as
     roc_auc_score does. The ranks do not depend on the labels, so they are computed once for every attribute."""
-    positive = labels.astype(bool)
-    n_pos = int(positive.sum())
-    n_neg = len(positive) - n_pos
-    return (ranks[positive].sum(axis=0) - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg)
+    return auc_from_ranks(ranks, labels)
 
 
 def best_single_dim(ranks: np.ndarray, labels: np.ndarray) -> tuple[int, int]:

@@ -104,7 +104,7 @@ def _edits(ctx: Context, seed: int, attributes: str = ",".join(DEFAULT_ATTRIBUTE
     encodings = load_or_encode(ctx.run, "train", num_train, ctx.dataset, device)
     held = () if hold.strip().lower() in ("", "none") else tuple(parse_list(hold))
     out = edit_quality(ctx.model, ctx.dataset, judge, encodings, chosen, parse_list(alphas, float), num_faces, seed,
-                       tuple(h for h in held if h in names))
+                       held)
     return {**out, "judge": {"trained_on": judge.trained_on, "aucs": judge.aucs, "cached": judge.cached}}
 
 
