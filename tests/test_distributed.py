@@ -57,18 +57,35 @@ def _files(run: Run) -> set[str]:
     return {str(p.relative_to(run.path)) for p in run.path.rglob("*") if not p.name.endswith(".lock")}
 
 
+def _communicate_or_dump_stacks(proc: subprocess.Popen, timeout: float) -> tuple[str, str]:
+    """proc's output; if it has not ended within `timeout`, every rank's thread stacks (the trainer prints them on
+    SIGUSR1) in the failure, so a hang seen once on CI says where each rank waits."""
+    try:
+        return proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        children = Path(f"/proc/{proc.pid}/task/{proc.pid}/children")
+        for pid in (children.read_text().split() if children.is_file() else []):
+            os.kill(int(pid), signal.SIGUSR1)
+        time.sleep(3)
+        os.killpg(proc.pid, signal.SIGKILL)
+        out, err = proc.communicate()
+        pytest.fail(f"torchrun did not end {timeout} s after the cancel; its ranks' stacks:\n{err[-12000:]}")
+
+
 def test_torchrun_matches_one_process_and_stops_and_resumes_cleanly(tmp_path):
     ddp = Run(tmp_path / "ddp" / "r")
     # far more steps than can finish before the signal lands: a short run raced to "finished" on a fast CI box
     proc = subprocess.Popen(_core(tmp_path / "ddp", *TINY, "--steps", "100000", nproc=2), cwd=ROOT,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.time() + 60
-    while not (ddp.path / "metrics.jsonl").is_file() and time.time() < deadline:
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    # the first logged step: both ranks are training (on a loaded CI box, starting two processes took over 60 s)
+    deadline = time.time() + 240
+    while not (ddp.path / "metrics.jsonl").is_file() and time.time() < deadline and proc.poll() is None:
         time.sleep(0.1)
+    assert (ddp.path / "metrics.jsonl").is_file(), "torchrun did not reach its first logged step in 240 s"
     # SIGTERM to rank 0 only (the pid in status.json, which the dashboard's cancel button signals)
     signal_target = ddp.status()["pid"]
     os.kill(signal_target, signal.SIGTERM)
-    out, err = proc.communicate(timeout=60)
+    out, err = _communicate_or_dump_stacks(proc, timeout=120)
     status = ddp.status()
     assert proc.returncode == 0, err[-3000:]
     assert status["state"] == "cancelled" and status["pid"] == signal_target

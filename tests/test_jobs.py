@@ -193,3 +193,15 @@ def test_a_cancel_while_the_trainer_still_loads_ends_the_run_cancelled_not_faile
     with pytest.raises(DataError), CancellableSetup(run) as setup:  # any other error goes on as it was
         raise DataError("the data set is gone")
     assert not setup.cancelled
+
+
+def test_a_rank_that_finished_loading_stops_when_another_rank_was_cancelled_during_setup(tmp_path, monkeypatch):
+    from core.training import distributed
+
+    run = create_run(tiny_config("ranks", dataset="synthfaces", steps=50), tmp_path)
+    with CancellableSetup(run) as setup:
+        pass  # this rank loaded without a signal
+    monkeypatch.setattr(distributed, "any_rank", lambda flag: flag)  # no other rank was cancelled
+    assert not setup.agreed() and run.status()["state"] != "cancelled"
+    monkeypatch.setattr(distributed, "any_rank", lambda flag: True)  # the all-reduce saw another rank's cancel
+    assert setup.agreed() and run.status()["state"] == "cancelled" and run.status()["step"] == 0

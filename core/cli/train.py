@@ -3,8 +3,10 @@ dashboard reads, written when a run finishes."""
 from __future__ import annotations
 
 import argparse
+import faulthandler
 import os
 import shlex
+import signal
 import sys
 import time
 from pathlib import Path
@@ -53,6 +55,9 @@ def config_from_args(a: argparse.Namespace) -> RunConfig:
 
 def cmd_train(a, argv, runs_dir: Path) -> int:
     """Under torchrun (`torchrun --nproc_per_node=N -m core train ...`) every process runs this."""
+    # `kill -USR1 PID` prints where every thread of a training process is, without stopping it: how a run that
+    # seems stuck (e.g. one rank waiting in a collective) is diagnosed
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
     from core.data import load_dataset
     from core.training import distributed
     from core.training import loop as training

@@ -31,10 +31,21 @@ class CancellableSetup:
         if kind is not _CancelledBeforeStart:
             return False
         self.cancelled = True
+        self._record()
+        return True
+
+    def agreed(self) -> bool:
+        """True on every rank if a cancel reached any of them during setup. The cancel button signals rank 0 only:
+        the others, still loading, would otherwise go on to train and wait for rank 0 in a collective forever."""
+        if distributed.any_rank(self.cancelled) and not self.cancelled:
+            self.cancelled = True
+            self._record()
+        return self.cancelled
+
+    def _record(self) -> None:
         if distributed.is_main():
             step = self.run.checkpoint_step() if self.run.checkpoint_path.is_file() else 0
             self.run.write_status("cancelled", pid=os.getpid(), step=step, total_steps=self.run.config.train.steps)
-        return True
 
     @staticmethod
     def _raise(signum, frame) -> None:

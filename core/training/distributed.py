@@ -138,10 +138,12 @@ def mean_over_ranks(values: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return out
 
 
-def any_rank(flag: bool, device: torch.device) -> bool:
+def any_rank(flag: bool) -> bool:
     """True on every rank if `flag` is set on any (e.g. SIGTERM reached only rank 0)."""
     if world() == 1:
         return flag
+    # NCCL reduces CUDA tensors only (init() set this rank's GPU), gloo CPU ones
+    device = torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else torch.device("cpu")
     t = torch.tensor([int(flag)], device=device)
     dist.all_reduce(t, op=dist.ReduceOp.MAX)
     return bool(t.item())

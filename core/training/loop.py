@@ -314,7 +314,7 @@ class Trainer:
             return self._stop
         if self.step % self.config.train.log_every:
             return False
-        self._stop = distributed.any_rank(self._stop, self.device)
+        self._stop = distributed.any_rank(self._stop)
         return self._stop
 
 
@@ -336,7 +336,7 @@ def train(config: RunConfig, runs_dir: Path | None = None, progress: bool = True
     run = distributed.on_main(lambda: create_run(config, runs_dir), lambda run: str(run.path), Run)
     with CancellableSetup(run) as setup:
         trainer = _trainer(run, dataset, progress)
-    return run if setup.cancelled else trainer.fit()
+    return run if setup.agreed() else trainer.fit()
 
 
 def _trainer(run: Run, dataset: Dataset | None, progress: bool) -> Trainer:
@@ -365,4 +365,4 @@ def resume(run: Run, steps: int | None = None, progress: bool = True, dataset: D
     with CancellableSetup(run) as setup:
         trainer = _trainer(run, dataset, progress)
         trainer.resume()
-    return run if setup.cancelled else trainer.fit()
+    return run if setup.agreed() else trainer.fit()
