@@ -114,6 +114,10 @@ class TrainConfig:
     batch_size: int = setting(64, "images per step", label="Batch size", low=1, high=65536)
     # 1e-3 diverged in 6,000-step VAE and ModVAE runs on SynthFaces; 5e-4 ran clean (benchmarks/RESULTS.md)
     lr: float = setting(5e-4, "Adam learning rate", label="Learning rate", low=1e-8, high=1.0)
+    lr_warmup_steps: int = setting(0, "steps of linear learning-rate warm-up from 0 to --lr", label="LR warm-up steps",
+                                   low=0, high=MAX_STEPS)
+    lr_decay: str = setting("constant", "the learning rate after the warm-up: constant, or cosine (down to 0 at the "
+                                        "last step)", label="LR decay", choices=("constant", "cosine"))
     seed: int = setting(0, "seed of the weights, batches and sampling noise", label="Seed", low=0, high=MAX_SEED)
     device: str = setting("auto", "auto (CUDA if present), cpu, cuda, cuda:1, ..., mps", label="Device",
                           pattern=DEVICE_PATTERN, forms="auto, cpu, cuda, cuda:N (N = 0, 1, ...) or mps")

@@ -164,3 +164,16 @@ def test_modvae_trains_on_real_celeba_with_same_person_groups(tmp_path, monkeypa
     run = train(config, tmp_path, progress=False)
     record = run.metrics("train")[-1]
     assert run.status()["state"] == "finished" and record["clamp"] > 0 and np.isfinite(record["loss"])
+
+
+def test_the_learning_rate_warms_up_then_follows_its_cosine_to_zero(tmp_path):
+    from core.objectives.schedules import LearningRate
+
+    cosine = LearningRate(1e-3, warmup=4, decay="cosine", total=20)
+    assert [cosine(s) for s in range(4)] == pytest.approx([2.5e-4, 5e-4, 7.5e-4, 1e-3])
+    assert cosine(4) == pytest.approx(1e-3) and cosine(12) == pytest.approx(5e-4) and cosine(20) == pytest.approx(0)
+    assert LearningRate(1e-3, warmup=0, decay="constant", total=20)(19) == 1e-3
+    run = train(tiny_config("sched", steps=20, lr=1e-3, lr_warmup_steps=4, lr_decay="cosine"), tmp_path,
+                progress=False, dataset=DSPRITES)
+    # the rate logged at step s is the one its last optimizer step (index s - 1) used
+    assert [r["lr"] for r in run.metrics("train")] == pytest.approx([cosine(s - 1) for s in (5, 10, 15, 20)])

@@ -27,6 +27,7 @@ from core.training.feed import Feed
 from core.device import pick_device, to_float
 from core.data.images import grid, save_png
 from core.objectives.objective import Objective
+from core.objectives.schedules import LearningRate
 from core.models.modvae import Clamp, FactorBlocks
 from core.runs.folder import Run, RunError, create_run
 from core.training.speed import Speedups
@@ -93,6 +94,8 @@ class Trainer:
         # DDP under torchrun, else self.model; compiled if asked
         self.train_model = self.speed.forward(distributed.wrap(self.model, self.device))
         self.optimizer = self.speed.optimizer(self.model.parameters(), cfg.train.lr)
+        # a pure function of the step, so resume needs no scheduler state
+        self.lr = LearningRate(cfg.train.lr, cfg.train.lr_warmup_steps, cfg.train.lr_decay, cfg.train.steps)
         # the regularisers' own modules (FactorVAE's discriminator) are built after the model, from the same seed
         self.objective = Objective(cfg.loss, cfg.family.regularisers, cfg.arch.latent_dim,
                                    len(self.dataset.indices("train"))).to(self.device)
@@ -180,6 +183,8 @@ class Trainer:
         terms = self.objective(out, x, step, clamp, generator)
         self.optimizer.zero_grad(set_to_none=True)
         terms["loss"].backward()
+        for group in self.optimizer.param_groups:
+            group["lr"] = self.lr(step)
         self.optimizer.step()
         terms.update(self.objective.update(out, clamp, generator))  # the regularisers' own steps, after the model's
         return {k: v.detach() for k, v in terms.items()}
