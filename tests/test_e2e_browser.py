@@ -124,6 +124,44 @@ def test_main_controls_work_in_a_real_browser(server, browser):
         page.close()
 
 
+def _faces(page, image: int) -> "np.ndarray":
+    """The faces (N, 64, 64, 3) of the page's `image`-th picture, a column of 64-px tiles as core.data.images.grid
+    lays them out, read back from the server the way the browser got it."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    src = page.locator('[data-testid="stImage"] img').nth(image).get_attribute("src")
+    picture = np.asarray(Image.open(io.BytesIO(page.request.get(urllib.parse.urljoin(page.url, src)).body()))
+                         .convert("RGB"), dtype=np.float32)
+    return np.stack([picture[2 + 66 * i: 66 * i + 66, 2:66] for i in range((picture.shape[0] - 2) // 66)])
+
+
+def test_a_fresh_checkouts_demo_smiles_with_one_click_in_a_real_browser(server, browser):
+    """The headline edit on a shipped demo: after one click on Smile, the edit column differs from the
+    reconstruction around the mouth (SynthFaces' frontal mouth line, with room for head turns) far more than
+    elsewhere on the face."""
+    from core.data.synthfaces import GUIDE
+
+    (left, y), (right, _) = GUIDE.mouth
+    rows, cols = slice(int(64 * (y - 0.08)), int(64 * (y + 0.12))), slice(int(64 * (left - 0.08)), int(64 * (right + 0.08)))
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    try:
+        page.goto(f"{server}/arithmetic?run=demo-vae")
+        settle(page)
+        page.get_by_role("button", name="Smile").click()
+        settle(page)
+        SHOTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(SHOTS / "arithmetic-demo-smile.png"), full_page=True)
+        change = abs(_faces(page, 2) - _faces(page, 1)).mean(axis=3)  # edit vs reconstruction, per face and pixel
+        mouth = change[:, rows, cols].mean()
+        elsewhere = (change.sum() - change[:, rows, cols].sum()) / (change.size - change[:, rows, cols].size)
+        assert mouth > 12 and mouth > 3 * elsewhere, (mouth, elsewhere)  # grey levels of 255
+    finally:
+        page.close()
+
+
 def test_a_photo_is_uploaded_edited_and_offered_for_download_in_a_real_browser(server, browser, tmp_path):
     """The Your photo page: a PNG through the browser's file input comes back reconstructed and edited, with the
     download button; a file that is not an image gets the page's message."""

@@ -57,7 +57,10 @@ def cmd_train(a, argv, runs_dir: Path) -> int:
     """Under torchrun (`torchrun --nproc_per_node=N -m core train ...`) every process runs this."""
     # `kill -USR1 PID` prints where every thread of a training process is, without stopping it: how a run that
     # seems stuck (e.g. one rank waiting in a collective) is diagnosed
-    faulthandler.register(signal.SIGUSR1, all_threads=True)
+    try:
+        faulthandler.register(signal.SIGUSR1, all_threads=True)
+    except (OSError, ValueError):
+        pass  # stderr is not a file (captured in-process, as under pytest): nowhere to print the stacks
     from core.data import load_dataset
     from core.training import distributed
     from core.training import loop as training
