@@ -36,6 +36,9 @@ class ArchConfig:
     cond_dim: int = setting(0, "conditional VAE: binary attributes y the encoder and decoder take (0: none; filled in "
                             "from the data set when the run is created)", label="Condition dims", low=0,
                             high=MAX_CONDITIONS, flag=None)
+    decoder: str = setting("plain", "decoder design: plain (the encoder's mirror) or film (the code also scales and "
+                           "shifts the features after every upsampling, a short path from the code to fine detail "
+                           "such as the mouth)", label="Decoder", choices=("plain", "film"))
 
 
 PRESETS = {

@@ -46,7 +46,21 @@ class Decoder(nn.Module):
         for c_in, c_out in zip(chans, chans[1:]):
             layers += [nn.ConvTranspose2d(c_in, c_out, 4, 2, 1), _norm(arch.norm, c_out), nn.SiLU()]
         self.deconv = nn.Sequential(*layers, nn.ConvTranspose2d(chans[-1], 3, 4, 2, 1))
+        # FiLM (Perez et al. 2018): with only the 4x4 MLP output depending on z, a detail the decoder draws the same
+        # for every code (the mouth on SynthFaces) sends the encoder no gradient to encode it; a per-block scale and
+        # shift from the code is a path from z to every resolution.
+        code = arch.latent_dim + arch.cond_dim
+        self.film = (nn.ModuleList(nn.Linear(code, 2 * c) for c in chans[1:]) if arch.decoder == "film" else None)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         """Logits (N, 3, 64, 64) of latent codes z (N, latent_dim); the image is their sigmoid."""
-        return self.deconv(self.head(z).view(-1, self.first, 4, 4))
+        h = self.head(z).view(-1, self.first, 4, 4)
+        if self.film is None:
+            return self.deconv(h)
+        films = iter(self.film)
+        for layer in self.deconv:
+            h = layer(h)
+            if isinstance(layer, nn.SiLU):  # the end of an upsampling block
+                scale, shift = next(films)(z)[:, :, None, None].chunk(2, dim=1)
+                h = h * (1 + scale) + shift
+        return h
