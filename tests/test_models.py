@@ -81,3 +81,36 @@ def test_group_mean_is_the_mean_over_each_contiguous_group_and_needs_whole_group
     assert clamp.group_mean(v.bfloat16()).dtype == torch.float32  # group statistics in fp32 on the fast path
     with pytest.raises(ValueError, match="groups of 4"):
         Clamp(torch.ones(6, 2, dtype=torch.bool), group_size=4)
+
+
+def test_a_film_decoder_passes_gradient_to_a_code_its_mlp_ignores():
+    """The FiLM decoder's point: with the 4x4 map the same for every code (as for a detail not yet encoded), the
+    plain decoder's pixels do not depend on z at all; the FiLM decoder's still do."""
+    from dataclasses import replace
+
+    from core.models.networks import Decoder
+
+    torch.manual_seed(0)
+    z = torch.randn(4, 64, requires_grad=True)
+    for design, moves in (("plain", False), ("film", True)):
+        decoder = Decoder(replace(PRESETS["small"], decoder=design))
+        with torch.no_grad():
+            decoder.head[0].weight.zero_()  # the MLP's output no longer depends on z
+        decoder(z).sum().backward()
+        assert (z.grad.abs().sum() > 0) == moves, design
+        z.grad = None
+    assert not any("film" in k for k in VAE(PRESETS["small"]).state_dict())  # plain runs' checkpoints unchanged
+
+
+def test_a_film_run_trains_and_reloads_from_its_folder(tmp_path):
+    from core.data.dsprites import DSprites
+    from core.training.loop import train
+    from tests.tiny import tiny_config
+
+    config = tiny_config("film", steps=10)
+    config.arch.decoder = "film"
+    run = train(config.validate(), tmp_path, progress=False, dataset=DSprites())
+    assert run.config.arch.decoder == "film"
+    model = run.load_model()
+    assert any("film" in k for k in model.state_dict())
+    assert model.decode(torch.zeros(2, 8)).shape == (2, 3, 64, 64)
