@@ -115,6 +115,9 @@ def advance(a: argparse.Namespace, entry: Entry, seed: int, done: set[tuple[str,
         where = ["--device", a.device, *(["--threads", "1"] if a.device == "cpu" else [])]
         if step != milestone and not call(a, name, [*command, "--steps", str(milestone), *where]):
             return
+        if (reached := run.checkpoint_step()) != milestone:  # a cancelled run exits cleanly, short of its milestone
+            print(f"{name}: stopped at step {reached}, before {milestone}: not evaluated", flush=True)
+            return
         evaluate = ["evaluate", name, "--metrics", a.metrics, "--device", a.device, "--seed", "0",
                     *(["--fast"] if a.fast else []), *[x for s in a.set for x in ("--set", s)]]
         doc = load_eval(run)

@@ -147,11 +147,35 @@ def test_family_sweep_trains_to_each_milestone_tabulates_plots_and_a_rerun_redoe
                              cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
     assert by_beta.returncode == 0 and "beta (log scale)" in plot.read_text()
 
-def test_family_sweep_recipe_table_gives_each_attributes_median_auc_and_the_lowest():
+def _family_sweep():
     spec = importlib.util.spec_from_file_location("family_sweep", ROOT / "benchmarks" / "family_sweep.py")
     sweep = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = sweep
     spec.loader.exec_module(sweep)
+    return sweep
+
+
+def test_family_sweep_records_nothing_for_a_run_stopped_short_of_its_milestone(tmp_path, monkeypatch, capsys):
+    sweep = _family_sweep()
+
+    class Cancelled:  # a run whose trainer was cancelled at step 2,368 and exited cleanly
+        def __init__(self, path):
+            self.path = path
+
+        def checkpoint_step(self):
+            return 2368
+
+    a = sweep.parse_args(["--grid", "vae", "--seeds", "0", "--steps", "6000", "--metrics", "probes"])
+    a.runs = tmp_path
+    monkeypatch.setattr(sweep, "Run", Cancelled)
+    monkeypatch.setattr(sweep, "call", lambda a, name, command: command[0] == "train")  # evaluating would fail
+    sweep.advance(a, a.grid[0], 0, set())
+    assert "stopped at step 2368, before 6000: not evaluated" in capsys.readouterr().out
+    assert not (tmp_path / f"{a.prefix}.jsonl").exists()
+
+
+def test_family_sweep_recipe_table_gives_each_attributes_median_auc_and_the_lowest():
+    sweep = _family_sweep()
     a = sweep.parse_args(["--grid", "vae", "vae:--lr 1e-3", "--seeds", "0,1", "--steps", "10,20"])
     record = lambda entry, seed, step, smile, mse: {  # noqa: E731
         "entry": entry, "seed": seed, "step": step, "probes": {"Smiling": smile, "Bangs": 0.9},
