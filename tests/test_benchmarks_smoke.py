@@ -116,36 +116,37 @@ def test_gpu_check_dry_run_lists_every_step(tmp_path):
 
 
 def test_family_sweep_trains_to_each_milestone_tabulates_plots_and_a_rerun_redoes_nothing(tmp_path):
+    # one grid entry (each milestone is a training and an evaluating process, ~5 s each): the tables of several
+    # entries are checked on records below, without training
     plot = tmp_path / "sweep.svg"
-    command = [sys.executable, "benchmarks/family_sweep.py", "--grid", "vae", "beta-vae:--beta 4", "--seeds", "0",
+    command = [sys.executable, "benchmarks/family_sweep.py", "--grid", "beta-vae:--beta 4", "--seeds", "0",
                "--steps", "3,6", "--metrics", "mig,sap", "--fast", "--plot", str(plot), "--plot-metric", "mig",
                "--set", "mig.num_train=500",
                "--train-args", "--latent-dim 4 --batch-size 8 --val-every 3 --checkpoint-every 3 --sample-every 3"]
     env = {**os.environ, "LATENTLAB_CHECKPOINTS": str(tmp_path)}
     done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
-    for run in ("sweep-dsprites-vae-s0", "sweep-dsprites-beta-vae-beta-4-s0"):
-        assert f"{run}: step 3 evaluated" in done.stdout and f"{run}: step 6 evaluated" in done.stdout
-    assert json.loads((tmp_path / "sweep-dsprites-beta-vae-beta-4-s0" / "config.json").read_text())["loss"]["beta"] == 4
+    run = "sweep-dsprites-beta-vae-beta-4-s0"
+    assert f"{run}: step 3 evaluated" in done.stdout and f"{run}: step 6 evaluated" in done.stdout
+    assert json.loads((tmp_path / run / "config.json").read_text())["loss"]["beta"] == 4
     lines = done.stdout.splitlines()
-    rows = [line.split("|")[1:-1] for line in lines if re.match(r"\| (vae|beta-vae --beta 4) \| 1 \|", line)]
-    assert [r[0].strip() for r in rows] == ["vae", "beta-vae --beta 4"]
-    for r in rows:  # MIG and SAP, each in [0, 1], then the source documents' ELBO and DCI for these families
-        assert all(0 <= float(c) <= 1 for c in r[2:4]) and [c.strip() for c in r[4:]] in (["-47.05", "0.05"],
-                                                                                           ["-79.45", "0.18"])
+    rows = [line.split("|")[1:-1] for line in lines if re.match(r"\| beta-vae --beta 4 \| 1 \|", line)]
+    assert len(rows) == 1  # MIG and SAP, each in [0, 1], then the source documents' ELBO and DCI for β-VAE
+    assert all(0 <= float(c) <= 1 for c in rows[0][2:4]) and [c.strip() for c in rows[0][4:]] == ["-79.45", "0.18"]
     recorded = [json.loads(line) for line in (tmp_path / "sweep-dsprites.jsonl").read_text().splitlines()]
-    assert len(recorded) == 4 and all((r["train_seconds"] or 0) > 0 for r in recorded)  # minutes in training steps
-    curve = [r for r in (line.split("|")[1:-1] for line in lines if re.match(r"\| (vae|beta-vae --beta 4) \|", line))
+    assert [r["step"] for r in recorded] == [3, 6] and all((r["train_seconds"] or 0) > 0 for r in recorded)
+    curve = [r for r in (line.split("|")[1:-1] for line in lines if re.match(r"\| beta-vae --beta 4 \|", line))
              if len(r) == 3]
-    assert len(curve) == 2 and all(float(c) >= 0 for r in curve for c in r[1:])  # median at 3 and at 6 steps
+    assert len(curve) == 1 and all(float(c) >= 0 for c in curve[0][1:])  # the median at 3 and at 6 steps
     svg = ElementTree.parse(plot).getroot()
-    assert len(svg.findall("{http://www.w3.org/2000/svg}polyline")) == 2  # one line per grid entry
+    assert len(svg.findall("{http://www.w3.org/2000/svg}polyline")) == 1  # one line per grid entry
     again = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert again.returncode == 0 and "evaluated" not in again.stdout
     assert [x for x in again.stdout.splitlines() if x.startswith("|")] == [x for x in lines if x.startswith("|")]
-    by_beta = subprocess.run([*command[:-2], "--plot-x", "beta", "--no-train", "--grid", "beta-vae:--beta 4"],
+    by_beta = subprocess.run([*command[:-2], "--plot-x", "beta", "--no-train"],
                              cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
     assert by_beta.returncode == 0 and "beta (log scale)" in plot.read_text()
+
 
 def _family_sweep():
     spec = importlib.util.spec_from_file_location("family_sweep", ROOT / "benchmarks" / "family_sweep.py")
@@ -208,3 +209,15 @@ def test_dashboard_latency_refuses_unknown_pages():
     done = subprocess.run([sys.executable, "benchmarks/dashboard_latency.py", "--pages", "home,frobnicate"],
                           cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert done.returncode == 2 and "--pages frobnicate" in done.stderr
+
+
+def test_family_sweep_table_gives_each_entry_its_median_over_seeds_and_the_source_documents_numbers():
+    sweep = _family_sweep()
+    a = sweep.parse_args(["--grid", "vae", "beta-vae:--beta 4", "--seeds", "0,1", "--steps", "6"])
+    rows = [{"entry": entry, "seed": seed, "step": 6, "scores": {"mig": mig}}
+            for entry, seed, mig in (("vae", 0, 0.1), ("vae", 1, 0.3), ("beta-vae-beta-4", 0, 0.5))]
+    lines = sweep.table(a, sweep.summary(a, rows, 6)).splitlines()
+    cells = [[c.strip() for c in line.split("|")[1:-1]] for line in lines[2:]]
+    assert [(c[0], c[1], c[-2], c[-1]) for c in cells] == [("vae", "2", "-47.05", "0.05"),
+                                                            ("beta-vae --beta 4", "1", "-79.45", "0.18")]
+    assert cells[0][2].startswith("0.2") and cells[1][2].startswith("0.5")  # MIG: the median of 0.1 and 0.3
