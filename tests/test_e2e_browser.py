@@ -124,7 +124,7 @@ def test_main_controls_work_in_a_real_browser(server, browser):
         page.close()
 
 
-def _faces(page, image: int) -> "np.ndarray":
+def _faces(page, image: int):
     """The faces (N, 64, 64, 3) of the page's `image`-th picture, a column of 64-px tiles as core.data.images.grid
     lays them out, read back from the server the way the browser got it."""
     import io
@@ -145,7 +145,8 @@ def test_a_fresh_checkouts_demo_smiles_with_one_click_in_a_real_browser(server, 
     from core.data.synthfaces import GUIDE
 
     (left, y), (right, _) = GUIDE.mouth
-    rows, cols = slice(int(64 * (y - 0.08)), int(64 * (y + 0.12))), slice(int(64 * (left - 0.08)), int(64 * (right + 0.08)))
+    rows = slice(int(64 * (y - 0.08)), int(64 * (y + 0.12)))
+    cols = slice(int(64 * (left - 0.08)), int(64 * (right + 0.08)))
     page = browser.new_page(viewport={"width": 1400, "height": 1000})
     try:
         page.goto(f"{server}/arithmetic?run=demo-vae")
