@@ -88,12 +88,21 @@ if doc is not None:
         st.dataframe(judge_rows(doc), hide_index=True)
         for sentence in unjudgeable(edits):
             say("warning", "{sentence}.", sentence=sentence)
-        aucs = ", ".join(f"{name} {auc:.3f}" for name, auc in edits["judge"]["aucs"].items()
-                         if name in {r["attribute"] for r in rows} and auc is not None)
-        say("caption", "Judge: a small CNN trained on the {trained_on}; held-out AUC {aucs}. Flip rate at α = 0 is "
-                       "its false-positive rate on reconstructions; dependency is the mean change of its probabilities "
-                       "for the other attributes; pixel change is the mean |edit − reconstruction|.",
-            trained_on=edits["judge"]["trained_on"], aucs=aucs)
+        shown = {r["attribute"] for r in rows}
+        judge = edits["judge"]
+
+        def scores(key: str) -> str:
+            return ", ".join(f"{name} {v:.3f}" for name, v in judge.get(key, {}).items()
+                             if name in shown and v is not None)
+
+        on_reconstructions = (md("; on this run's reconstructions of the same faces AUC {aucs}, accuracy {accuracy}",
+                                 aucs=scores("reconstruction_aucs"), accuracy=scores("reconstruction_accuracy"))
+                              if judge.get("reconstruction_aucs") else "")
+        say("caption", "Judge: a small CNN trained on the {trained_on}; held-out AUC {aucs}{accuracy}{recon}. Flip "
+                       "rate at α = 0 is its false-positive rate on reconstructions; dependency is the mean change of "
+                       "its probabilities for the other attributes; pixel change is the mean |edit − reconstruction|.",
+            trained_on=judge["trained_on"], aucs=scores("aucs"),
+            accuracy=f", accuracy {scores('accuracy')}" if judge.get("accuracy") else "", recon=on_reconstructions)
     elif "skipped" in edits:
         say("info", "Edit quality: skipped: {reason}", reason=edits["skipped"])
 

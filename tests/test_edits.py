@@ -11,7 +11,8 @@ import torch
 from core.config import ConfigError
 from core.data.synthfaces import SynthFaces
 from core.metrics.classifier import ClassifierSettings, Judge, cache_path, data_fingerprint, load_or_train
-from core.metrics.edits import judge_edits, parse_list, positive_rate, vector_specs
+from core.explore.encode import checkpoint_digest
+from core.metrics.edits import judge_edits, parse_list, positive_rate, reconstructor, vector_specs
 from core.metrics.evaluate import evaluate_run, load_eval
 from core.metrics.report import summary
 from core.runs.folder import Run
@@ -132,9 +133,9 @@ def test_fast_evaluation_writes_flip_rates_for_every_alpha(edited_run):
 
 def test_flip_rate_at_alpha_zero_is_the_judges_false_positive_rate_on_reconstructions(edited_run):
     dataset = SynthFaces()
-    judge = load_or_train(dataset, _settings(edited_run))
-    assert judge.cached  # the evaluation's judge, read back from the cache
     model = edited_run.load_model()
+    judge = load_or_train(dataset, _settings(edited_run), reconstruct=reconstructor(model))
+    assert judge.cached  # the evaluation's judge, read back from the cache
     test = dataset.indices("test")
     without = test[~dataset.attributes.column("Eyeglasses")[test]][:40]
     images = dataset.images(without)
@@ -152,6 +153,21 @@ def test_another_run_on_the_data_set_reuses_the_judge_with_results_identical_to_
     assert first["judge"]["cached"] is False and again["judge"]["cached"] is True
     assert {**again, "seconds": 0, "judge": {}} == {**first, "seconds": 0, "judge": {}}
     assert {**again["judge"], "cached": None} == {**first["judge"], "cached": None}
+
+
+def test_the_runs_judge_learns_from_its_reconstructions_too_and_reports_how_it_does_on_them(edited_run, tmp_path):
+    judge = load_eval(edited_run)["results"]["edits"]["judge"]
+    assert "this run's reconstructions" in judge["trained_on"]
+    for key in ("accuracy", "reconstruction_aucs", "reconstruction_accuracy"):
+        assert set(judge[key]) == set(judge["aucs"]) and all(v is None or 0 <= v <= 1 for v in judge[key].values())
+    real = ClassifierSettings.of(SynthFaces(), 0, steps=60, test_images=300, seed=0)
+    assert real.key() != _settings(edited_run).key()  # one judge per run's weights, another for real images only
+    with pytest.raises(ValueError, match="both"):
+        load_or_train(SynthFaces(), _settings(edited_run), tmp_path)  # the weights named, no reconstructions given
+    doc = evaluate_run(Run(shutil.copytree(edited_run.path, tmp_path / "real")), ["edits"], fast=True,
+                       overrides=[*QUICK, "edits.judge=real"])
+    assert "reconstructions" not in doc["results"]["edits"]["judge"]["trained_on"]
+    assert "reconstruction_aucs" not in doc["results"]["edits"]["judge"]
 
 
 def test_a_damaged_or_mismatched_judge_cache_is_refused_with_a_message_and_retrained(tmp_path, caplog):
@@ -192,5 +208,6 @@ def test_a_data_set_without_the_chosen_attributes_is_skipped_with_the_known_name
 
 
 def _settings(run: Run) -> ClassifierSettings:
-    """The judge settings of an evaluation with QUICK."""
-    return ClassifierSettings.of(SynthFaces(), run.config.data.seed, steps=60, test_images=300, seed=0)
+    """The judge settings of an evaluation with QUICK: the run's own judge, trained with its reconstructions."""
+    return ClassifierSettings.of(SynthFaces(), run.config.data.seed, steps=60, test_images=300, seed=0,
+                                 reconstructions_of=checkpoint_digest(run))

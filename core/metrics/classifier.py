@@ -8,14 +8,21 @@ ClassifierSettings: `<data set>-<key>.safetensors` (weights only, read without p
 JSON does not fit, whose settings differ or whose weights do not match their recorded hash is refused with a
 warning naming the file and retrained over. On a ground-truth data set (SynthFaces) every image is rendered from
 its factors and the labels are the renderer's exact ground truth, so there the judge learns from perfect labels.
+
+A judge that sees only real images can be fooled by a decoder's artefacts (dark smudges judged as glasses). Given
+the run's `reconstruct`, the judge is trained on real images *and* the run's reconstructions of them with the real
+labels, with small shifts and brightness changes, so blur and smudges are not evidence; it is then the run's own
+judge (its settings name the run's weights) and it reports its AUC and accuracy on reconstructions of held-out
+faces next to those on the real ones.
 """
 from __future__ import annotations
 
 import hashlib
 import json
 import logging
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
@@ -33,7 +40,9 @@ from core.device import to_float
 FOLDER = "attribute-judge"
 # the cache's JSON, read through core.fileio: a file that does not fit means "train the judge again"
 INFO_SCHEMA = Obj({"format": Str(100), "settings": ANY, "weights_sha256": Str(64),
-                   "aucs": MapOf(Nullable(Num(0, 1))), "trained_on": Str(1000)},
+                   "aucs": MapOf(Nullable(Num(0, 1))), "trained_on": Str(1000),
+                   **{k: MapOf(Nullable(Num(0, 1))) for k in ("accuracy", "reconstruction_aucs",
+                                                              "reconstruction_accuracy")}},
                   required=("format", "settings", "weights_sha256", "aucs", "trained_on"))
 FORMAT = "latentlab-classifier-2"
 MAX_WEIGHTS_BYTES = 64 << 20  # ~0.6 MB for 40 attributes; a larger file is not one this module wrote
@@ -80,17 +89,22 @@ class ClassifierSettings:
     batch_size: int
     test_images: int
     seed: int
+    reconstructions_of: str = ""  # the SHA-256 of the run's weights whose reconstructions it also learns from
 
     @classmethod
     def of(cls, dataset: Dataset, data_seed: int, steps: int, test_images: int, seed: int,
-           batch_size: int = 64) -> ClassifierSettings:
+           batch_size: int = 64, reconstructions_of: str = "") -> ClassifierSettings:
         """The settings of a judge of every attribute of `dataset` (split with `data_seed`)."""
         return cls(dataset.name, data_seed, data_fingerprint(dataset), len(dataset.indices("train")),
-                   tuple(str(n) for n in dataset.attributes.names), steps, batch_size, test_images, seed)
+                   tuple(str(n) for n in dataset.attributes.names), steps, batch_size, test_images, seed,
+                   reconstructions_of)
 
     def key(self) -> str:
         """A short hash of every setting: a cached judge is reused only for identical settings."""
-        return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:16]
+        fields = asdict(self)
+        if not self.reconstructions_of:  # a real-images judge keeps the key it had before the field existed
+            del fields["reconstructions_of"]
+        return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:16]
 
 
 @dataclass
@@ -102,28 +116,39 @@ class Judge:
     aucs: dict[str, float | None]  # held-out ROC-AUC per attribute (None: one class only in the held-out images)
     trained_on: str
     cached: bool
+    # accuracy at the flip-rate threshold on the same images; AUC and accuracy on their reconstructions (judges
+    # trained with a run's reconstructions only)
+    scores: dict[str, dict[str, float | None]] = field(default_factory=dict)
 
     def score(self, images: np.ndarray) -> np.ndarray:
         """(N, A) probabilities, columns in `names` order, for uint8 images (N, 3, 64, 64)."""
         return self.model.probabilities(to_float(np.asarray(images), next(self.model.parameters()).device))
 
 
-def load_or_train(dataset: Dataset, settings: ClassifierSettings, cache_dir: str | Path | None = None) -> Judge:
+Reconstruct = Callable[[np.ndarray], np.ndarray]  # uint8 images (N, 3, 64, 64) -> a run's uint8 reconstructions
+
+
+def load_or_train(dataset: Dataset, settings: ClassifierSettings, cache_dir: str | Path | None = None,
+                  reconstruct: Reconstruct | None = None) -> Judge:
     """The cached judge of `dataset` trained with `settings` (see the module docstring), else a freshly trained one,
-    which is cached for the next evaluation of any run on the same data set."""
+    which is cached for the next evaluation of any run on the same data set (with `reconstruct`, and
+    settings.reconstructions_of naming the run's weights: of the same weights)."""
+    if bool(reconstruct) != bool(settings.reconstructions_of):
+        raise ValueError("a judge trained with reconstructions needs both `reconstruct` and the weights it names")
     base = cache_path(dataset, settings, cache_dir)
     cached = _load(base, settings)
     if cached is not None:
         return cached
-    model = train_classifier(dataset, settings)
-    aucs = held_out_aucs(model, dataset, settings)
+    model = train_classifier(dataset, settings, reconstruct)
+    scores = held_out_scores(model, dataset, settings, reconstruct)
     weights = save({k: v.contiguous() for k, v in model.state_dict().items()}, metadata={"format": FORMAT})
-    judge = Judge(model, list(settings.attributes), aucs, trained_on(dataset), cached=False)
+    judge = Judge(model, list(settings.attributes), scores.pop("aucs"), trained_on(dataset, bool(reconstruct)),
+                  cached=False, scores=scores)
     # Weights first: a JSON without its weights is never left behind, and the hash pairs the two files.
     write_bytes(base.with_suffix(".safetensors"), weights)
     write_json(base.with_suffix(".json"), {"format": FORMAT, "settings": asdict(settings),
-                                           "weights_sha256": hashlib.sha256(weights).hexdigest(), "aucs": aucs,
-                                           "trained_on": judge.trained_on})
+                                           "weights_sha256": hashlib.sha256(weights).hexdigest(), "aucs": judge.aucs,
+                                           "trained_on": judge.trained_on, **scores})
     return judge
 
 
@@ -142,16 +167,22 @@ def data_fingerprint(dataset: Dataset, n: int = 16) -> str:
     return digest.hexdigest()[:16]
 
 
-def trained_on(dataset: Dataset) -> str:
-    """One sentence for the report on what the judge learnt from: exact rendered labels or the data set's own."""
+def trained_on(dataset: Dataset, reconstructions: bool = False) -> str:
+    """One sentence for the report on what the judge learnt from: exact rendered labels or the data set's own, and
+    whether the run's reconstructions were among its training images."""
+    also = " and this run's reconstructions of them (same labels, shifted and brightened at random)" \
+        if reconstructions else ""
     if dataset.is_ground_truth:
-        return (f"{dataset.name} training split, rendered from its factors: labels are the renderer's exact "
+        return (f"{dataset.name} training split{also}, rendered from its factors: labels are the renderer's exact "
                 "ground truth")
-    return f"{dataset.name} training split with the data set's own (human) labels"
+    return f"{dataset.name} training split{also} with the data set's own (human) labels"
 
 
-def train_classifier(dataset: Dataset, s: ClassifierSettings) -> AttributeClassifier:
-    """Multi-label BCE training on random batches of the training split, deterministic for a seed."""
+def train_classifier(dataset: Dataset, s: ClassifierSettings, reconstruct: Reconstruct | None = None
+                     ) -> AttributeClassifier:
+    """Multi-label BCE training on random batches of the training split, deterministic for a seed; with
+    `reconstruct`, half of every batch is the run's reconstructions and every batch is shifted by up to 2 pixels
+    and brightened by up to ±10 % (a judge that must not take a decoder's blur or smudges for evidence)."""
     index = dataset.indices("train")
     if len(index) == 0:
         raise DataError(f"{dataset.name}: the training split is empty; the attribute classifier needs images")
@@ -166,23 +197,45 @@ def train_classifier(dataset: Dataset, s: ClassifierSettings) -> AttributeClassi
     model.train()
     for _ in range(s.steps):
         batch = np.sort(rng.choice(index, size=min(s.batch_size, len(index)), replace=False))
-        loss = loss_fn(model(to_float(dataset.images(batch), "cpu")), torch.from_numpy(labels[batch]).float())
+        images = dataset.images(batch)
+        if reconstruct is not None:
+            images = images.copy()  # a cached data set's array is not ours to write
+            half = rng.random(len(batch)) < 0.5
+            if half.any():
+                images[half] = reconstruct(images[half])
+        x = to_float(images, "cpu")
+        if reconstruct is not None:
+            dy, dx = (int(v) for v in rng.integers(-2, 3, size=2))
+            x = (torch.roll(x, (dy, dx), dims=(2, 3)) * float(rng.uniform(0.9, 1.1))).clamp(0, 1)
+        loss = loss_fn(model(x), torch.from_numpy(labels[batch]).float())
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
     return model.eval()
 
 
-def held_out_aucs(model: AttributeClassifier, dataset: Dataset, s: ClassifierSettings) -> dict[str, float | None]:
-    """ROC-AUC per attribute on up to `s.test_images` test-split images; None where those are all one class."""
+def held_out_scores(model: AttributeClassifier, dataset: Dataset, s: ClassifierSettings,
+                    reconstruct: Reconstruct | None = None) -> dict[str, dict[str, float | None]]:
+    """Per attribute, on up to `s.test_images` test-split images: "aucs" (ROC-AUC; None where those are all one
+    class) and "accuracy" (at the flip-rate threshold 0.5), and with `reconstruct` the same two on the run's
+    reconstructions of those images ("reconstruction_aucs", "reconstruction_accuracy")."""
     index = dataset.indices("test")
     index = np.sort(np.random.default_rng(s.seed).permutation(index)[:s.test_images])
-    if len(index) == 0:
-        return {name: None for name in s.attributes}
-    probs = model.probabilities(to_float(dataset.images(index), "cpu"))
     labels = _labels(dataset, s.attributes)[index]
-    return {name: (float(roc_auc_score(labels[:, a], probs[:, a])) if 0 < labels[:, a].sum() < len(index) else None)
-            for a, name in enumerate(s.attributes)}
+    images = dataset.images(index) if len(index) else None
+    seen = {"": images, "reconstruction_": None if reconstruct is None or images is None else reconstruct(images)}
+    out = {}
+    for prefix, shown in seen.items():
+        if prefix and reconstruct is None:
+            continue
+        probs = None if shown is None else model.probabilities(to_float(shown, "cpu"))
+        both = [probs is not None and 0 < labels[:, a].sum() < len(index) for a in range(len(s.attributes))]
+        out[f"{prefix}aucs"] = {name: float(roc_auc_score(labels[:, a], probs[:, a])) if both[a] else None
+                                for a, name in enumerate(s.attributes)}
+        out[f"{prefix}accuracy"] = {name: None if probs is None else float(((probs[:, a] > 0.5) == labels[:, a])
+                                                                             .mean())
+                                    for a, name in enumerate(s.attributes)}
+    return out
 
 
 def _labels(dataset: Dataset, names: tuple[str, ...]) -> np.ndarray:
@@ -209,4 +262,6 @@ def _load(base: Path, settings: ClassifierSettings) -> Judge | None:
     except (OSError, ValueError, RuntimeError, SafetensorError) as e:  # ValueError: core.fileio's refusals too
         logger.warning("attribute judge cache refused, training the judge again: %s", e)
         return None
-    return Judge(model.eval(), list(settings.attributes), info["aucs"], info["trained_on"], cached=True)
+    scores = {k: info[k] for k in ("accuracy", "reconstruction_aucs", "reconstruction_accuracy") if k in info}
+    return Judge(model.eval(), list(settings.attributes), info["aucs"], info["trained_on"], cached=True,
+                 scores=scores)

@@ -23,7 +23,8 @@ import torch
 from core.explore.arithmetic import VectorError, VectorSpec, build_vector
 from core.config import ConfigError
 from core.data import Dataset
-from core.metrics.classifier import Judge
+from core.data.images import to_uint8
+from core.metrics.classifier import Judge, Reconstruct
 from core.models.vae import VAE
 from core.device import INFERENCE_BATCH, to_float
 
@@ -107,6 +108,16 @@ def _encode(model: VAE, images: np.ndarray, batch_size: int) -> torch.Tensor:
 def _decode(model: VAE, z: torch.Tensor, batch_size: int) -> torch.Tensor:
     """Decoded images, float32 on the CPU (where the judge runs)."""
     return torch.cat([model.decode(z[i:i + batch_size]).float().cpu() for i in range(0, len(z), batch_size)])
+
+
+def reconstructor(model: VAE, batch_size: int = INFERENCE_BATCH) -> Reconstruct:
+    """The run's reconstructions (its decoded posterior means) of uint8 images, as uint8: what a judge trained
+    with reconstructions (core.metrics.classifier) also learns from."""
+    @torch.inference_mode()
+    def reconstruct(images: np.ndarray) -> np.ndarray:
+        return to_uint8(_decode(model, _encode(model, images, batch_size), batch_size))
+
+    return reconstruct
 
 
 @torch.inference_mode()

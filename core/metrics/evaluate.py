@@ -83,7 +83,10 @@ RESULTS = Obj({
     "reconstruction": _result({"mse_per_pixel": _N, "bce_per_pixel": _N}, ("mse_per_pixel",)),
     "probes": _result({"mean_auc": _N, "attributes": ListOf(_PROBE)}, ("mean_auc", "attributes")),
     "edits": _result({"alphas": ListOf(Num(), min_items=1, max_items=1000), "attributes": ListOf(_ATTRIBUTE),
-                      "judge": Obj({"trained_on": Str(1000), "aucs": MapOf(_N)}, required=("trained_on", "aucs"))},
+                      "judge": Obj({"trained_on": Str(1000), "aucs": MapOf(_N),
+                                    **{k: MapOf(_N) for k in ("accuracy", "reconstruction_aucs",
+                                                              "reconstruction_accuracy")}},
+                                   required=("trained_on", "aucs"))},
                      ("alphas", "attributes", "judge"), rule=_lengths_match),
 }, extra=Obj({**_COMMON, "skipped": Str()}), drop_invalid=True)
 # (a metric added later is an object shown without a headline; a result that does not fit is left out: evaluating

@@ -12,12 +12,12 @@ import numpy as np
 
 from core.config import ConfigError
 from core.data import DataError, Dataset
-from core.explore.encode import load_or_encode
+from core.explore.encode import checkpoint_digest, load_or_encode
 from core.metrics.beta_vae import beta_vae_score
 from core.metrics.codes import CachedRepresentation, encoder_means
 from core.metrics.classifier import ClassifierSettings, Judge, load_or_train
 from core.metrics.dci import dci_score
-from core.metrics.edits import DEFAULT_ATTRIBUTES, edit_quality, parse_list
+from core.metrics.edits import DEFAULT_ATTRIBUTES, edit_quality, parse_list, reconstructor
 from core.metrics.factor_vae import factor_vae_score
 from core.objectives.likelihoods import LIKELIHOOD_TERMS
 from core.metrics.likelihood import likelihood, reconstruction_error
@@ -92,20 +92,26 @@ def _probes(ctx: Context, seed: int, num_train: int = 10_000, num_test: int = 5_
 
 def _edits(ctx: Context, seed: int, attributes: str = ",".join(DEFAULT_ATTRIBUTES), alphas: str = "0,0.5,1,1.5,2,3",
            num_faces: int = 200, num_train: int = 10_000, classifier_steps: int = 600,
-           classifier_test_images: int = 2000, hold: str = "Male") -> dict:
+           classifier_test_images: int = 2000, hold: str = "Male", judge: str = "real+reconstructions") -> dict:
     chosen = parse_list(attributes)
     names = [str(n) for n in ctx.dataset.attributes.names]
     if not set(chosen) & set(names):
         return {"skipped": f"{ctx.dataset.name} has none of the attributes {', '.join(chosen)}; choose some with "
                            f"--set edits.attributes=A,B (it has: {', '.join(names) or 'none'})"}
-    judge = load_or_train(ctx.dataset, ClassifierSettings.of(ctx.dataset, ctx.run.config.data.seed, classifier_steps,
-                                                             classifier_test_images, seed))
+    if judge not in ("real", "real+reconstructions"):
+        raise ConfigError(f"edits.judge = {judge!r}: use real or real+reconstructions")
+    with_reconstructions = judge == "real+reconstructions"
+    weights = checkpoint_digest(ctx.run) if with_reconstructions else ""
+    settings = ClassifierSettings.of(ctx.dataset, ctx.run.config.data.seed, classifier_steps, classifier_test_images,
+                                     seed, reconstructions_of=weights)
+    judge = load_or_train(ctx.dataset, settings, reconstruct=reconstructor(ctx.model) if with_reconstructions else None)
     device = str(next(ctx.model.parameters()).device)
     encodings = load_or_encode(ctx.run, "train", num_train, ctx.dataset, device)
     held = () if hold.strip().lower() in ("", "none") else tuple(parse_list(hold))
     out = edit_quality(ctx.model, ctx.dataset, judge, encodings, chosen, parse_list(alphas, float), num_faces, seed,
                        held)
-    return {**out, "judge": {"trained_on": judge.trained_on, "aucs": judge.aucs, "cached": judge.cached}}
+    return {**out, "judge": {"trained_on": judge.trained_on, "aucs": judge.aucs, "cached": judge.cached,
+                             **judge.scores}}
 
 
 def attribute_judge(run: Run, dataset: Dataset, fast: bool = True, seed: int = 0) -> Judge:

@@ -41,6 +41,14 @@ def summary(doc: dict, labels: dict[int, DimLabel] | None = None) -> str:
                     lines.append(f"{a['name']:14s} {v['method']:12s} {auc:>9s}  {flips}  {v['pixel_change'][-1]:21.4f}")
             if "skipped" in a:
                 lines.append(f"{a['name']:14s} skipped: {a['skipped']}")
+        judge = edits.get("judge", {})
+        lines.append(f"judge: trained on the {judge.get('trained_on', '?')}")
+        for key, label in (("accuracy", "accuracy on held-out faces"),
+                           ("reconstruction_accuracy", "accuracy on this run's reconstructions of them")):
+            if judge.get(key):
+                shown = ", ".join(f"{n} {judge[key][n]:.3f}" for n in (a["name"] for a in edits["attributes"])
+                                  if judge[key].get(n) is not None)
+                lines.append(f"judge {label}: {shown}")
     return "\n".join(lines)
 
 
