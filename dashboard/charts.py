@@ -109,13 +109,17 @@ def kl_heatmap(records: list[dict], labels: dict[int, DimLabel] | None = None, t
 
 def edit_tradeoff(rows: list[dict], alpha: float, attribute: str) -> go.Figure:
     """An attribute vector's evaluated edits against α (rows of core.metrics.tables.edit_rows for one attribute and
-    vector): the judge's flip rate and the mean pixel change, with the α now chosen as a dotted line, so a user
-    sees where the edit sits between "not yet added" and "the face falls apart"."""
+    vector): the judge's flip rate, the mean pixel change and (where the data set knows its people) how far the
+    edit moved the person, with the α now chosen as a dotted line, so a user sees where the edit sits between "not
+    yet added" and "the face falls apart" or "someone else"."""
     alphas = [r["α"] for r in rows]
-    fig = go.Figure([go.Scatter(x=alphas, y=[r[key] for r in rows], name=key, mode="lines+markers")
-                     for key in ("flip rate", "pixel change")])
+    keys = ["flip rate", "pixel change", *(["identity change"] if all("identity change" in r for r in rows) else [])]
+    fig = go.Figure([go.Scatter(x=alphas, y=[r[key] for r in rows], name=key, mode="lines+markers") for key in keys])
     fig.add_vline(x=alpha, line_dash="dot", annotation_text=f"α = {alpha:+.1f}")
+    top = max(1.02, *(r.get("identity change", 0) for r in rows))
     fig.update_layout(title=chart_text(f"{attribute}: evaluated edits against α"), xaxis_title="α",
-                      yaxis=dict(range=[0, 1.02], title="share of faces / mean |Δpixel|"), height=HEIGHT,
+                      yaxis=dict(range=[min(0, *(r.get("identity change", 0) for r in rows)), top],
+                                 title="share of faces / mean |Δpixel| / identity (0 same, 1 another person)"),
+                      height=HEIGHT,
                       margin=dict(t=50, b=40, l=50, r=20))
     return fig

@@ -191,8 +191,10 @@ if curve and spec.method == "mean" and not spec.condition_on:  # the vector the 
     for sentence in unjudgeable({"attributes": [judged]}):
         say("warning", "{sentence}.", sentence=sentence)
     say("caption", "From this run's evaluation (eval.json, step {step:,}): the share of {faces} held-out faces "
-                   "without {attribute} that the judge calls positive after z + α·ΔZ, and the mean pixel change "
-                   "against the reconstruction. The dotted line is the α above.", step=evaluated["step"],
+                   "without {attribute} that the judge calls positive after z + α·ΔZ, the mean pixel change "
+                   "against the reconstruction and, where the data set knows its people, the identity change (the "
+                   "face verification CNN's distance of edit and reconstruction: 0 is as alike as two photos of one "
+                   "person, 1 as two people). The dotted line is the α above.", step=evaluated["step"],
         faces=judged.get("faces", 0), attribute=attribute)
 
 st.subheader("Spectrum")

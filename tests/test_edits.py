@@ -19,7 +19,7 @@ from core.runs.folder import Run
 
 # Small enough for a test; 60 judge steps still learn SynthFaces' eyewear and smile (150 steps: AUC 1.0 on all 16).
 QUICK = ["edits.classifier_steps=60", "edits.classifier_test_images=300", "edits.num_faces=16",
-         "edits.num_train=400", "edits.alphas=0,1,3"]
+         "edits.num_train=400", "edits.alphas=0,1,3", "edits.identity_steps=30"]
 
 
 class Brightness(torch.nn.Module):
@@ -129,6 +129,14 @@ def test_fast_evaluation_writes_flip_rates_for_every_alpha(edited_run):
     # the judge learns SynthFaces' eyewear and smile from the renderer's exact labels in 60 steps
     assert edits["judge"]["aucs"]["Eyeglasses"] > 0.9 and edits["judge"]["aucs"]["Smiling"] > 0.9
     assert "Eyeglasses" in summary(doc) and "flip rate" in summary(doc)
+    # SynthFaces knows its people: every edit says how far it moved the person, on the identity CNN's scale
+    assert 0 <= edits["identity"]["calibration_auc"] <= 1 and "identity classifier" in edits["identity"]["kind"]
+    for attribute in edits["attributes"]:
+        for vector in attribute["vectors"]:
+            if "skipped" not in vector:
+                assert len(vector["identity_change"]) == 3
+                # alpha 0 is the reconstruction itself: closer than two photos of one person (the scale's 0)
+                assert vector["identity_change"][0] <= 1e-6
 
 
 def test_flip_rate_at_alpha_zero_is_the_judges_false_positive_rate_on_reconstructions(edited_run):
@@ -151,7 +159,8 @@ def test_another_run_on_the_data_set_reuses_the_judge_with_results_identical_to_
     again = evaluate_run(run, ["edits"], fast=True, overrides=QUICK)["results"]["edits"]
     first = load_eval(edited_run)["results"]["edits"]
     assert first["judge"]["cached"] is False and again["judge"]["cached"] is True
-    assert {**again, "seconds": 0, "judge": {}} == {**first, "seconds": 0, "judge": {}}
+    assert {**again, "seconds": 0, "judge": {}, "identity": {}} == {**first, "seconds": 0, "judge": {}, "identity": {}}
+    assert {**again["identity"], "cached": None} == {**first["identity"], "cached": None}
     assert {**again["judge"], "cached": None} == {**first["judge"], "cached": None}
 
 

@@ -22,7 +22,7 @@ from tests.tiny import evaluated_run, tiny_config, use_copy
 ROOT = Path(__file__).resolve().parents[1]
 SMALL = ["mig.num_train=300", "reconstruction.num_images=32", "probes.num_train=300", "probes.num_test=200",
          "edits.classifier_steps=30", "edits.classifier_test_images=200", "edits.num_faces=8", "edits.num_train=300",
-         "edits.alphas=0,1,2"]
+         "edits.alphas=0,1,2", "edits.identity_steps=20"]
 
 
 @pytest.fixture(scope="module")

@@ -84,7 +84,7 @@ def test_arithmetic_shows_where_alpha_sits_on_the_evaluated_edit_curve(runs_dir,
     root = shutil.copytree(runs_dir, tmp_path / "runs")
     run = Run(root / "tiny-bvae")
     mean = {"method": "mean", "flip_rate": [0.1, 0.4, 0.9], "dependency": [0.0, 0.1, 0.2],
-            "pixel_change": [0.0, 0.05, 0.1]}
+            "pixel_change": [0.0, 0.05, 0.1], "identity_change": [-0.02, 0.3, 1.4]}
     (run.path / FILE).write_text(json.dumps({
         "format": FORMAT, "run": run.name, "model": "beta-vae", "dataset": "synthfaces", "latent_dim": 8,
         "step": run.checkpoint_step(), "results": {"edits": {
@@ -95,7 +95,9 @@ def test_arithmetic_shows_where_alpha_sits_on_the_evaluated_edit_curve(runs_dir,
     at = open_page("arithmetic.py", root, monkeypatch)
     chart = json.loads(at.get("plotly_chart")[0].proto.spec)
     assert chart["layout"]["title"]["text"] == "Smiling: evaluated edits against α"
-    assert [t["y"] for t in chart["data"]] == [[0.1, 0.4, 0.9], [0.0, 0.05, 0.1]]
+    assert [t["y"] for t in chart["data"]] == [[0.1, 0.4, 0.9], [0.0, 0.05, 0.1], [-0.02, 0.3, 1.4]]
+    assert [t["name"] for t in chart["data"]][2] == "identity change"
+    assert chart["layout"]["yaxis"]["range"] == [-0.02, 1.4]  # the identity curve is not cut off
     assert chart["layout"]["shapes"][0]["x0"] == 1.0  # the slider's α
     assert any("Smiling: the judge finds it in 20% of the run's reconstructions" in w.value for w in at.warning)
     at.slider(key="arith_alpha").set_value(2.0).run()

@@ -25,6 +25,7 @@ from core.config import ConfigError
 from core.data import Dataset
 from core.data.images import to_uint8
 from core.metrics.classifier import Judge, Reconstruct
+from core.metrics.identity_cnn import IdentityJudge, identity_distance
 from core.models.vae import VAE
 from core.device import INFERENCE_BATCH, to_float
 
@@ -69,11 +70,13 @@ def vector_specs(attribute: str, chosen: list[str], names: list[str],
 
 @torch.inference_mode()
 def judge_edits(model: VAE, judge: Judge, images: np.ndarray, delta: np.ndarray, alphas: list[float],
-                attribute: str, watch: tuple[str, ...] = (), batch_size: int = INFERENCE_BATCH) -> dict:
+                attribute: str, watch: tuple[str, ...] = (), batch_size: int = INFERENCE_BATCH,
+                identity: IdentityJudge | None = None) -> dict:
     """Flip rate, dependency and pixel change per α for uint8 `images` (N, 3, 64, 64) of faces without
     `attribute`, edited along `delta`; see the module docstring. `watch`: attributes whose mean signed change of
     the judged probability (edit − reconstruction) is reported per α under "watched" (e.g. does a smile drag
-    faces away from Male?)."""
+    faces away from Male?). With an `identity` CNN, "identity_change" per α: the mean identity distance of edit
+    and reconstruction (0: as alike as two photos of one person, 1: as two people)."""
     device = next(model.parameters()).device
     a = judge.names.index(attribute)
     others = [i for i in range(len(judge.names)) if i != a]
@@ -83,8 +86,11 @@ def judge_edits(model: VAE, judge: Judge, images: np.ndarray, delta: np.ndarray,
     step = torch.as_tensor(delta, dtype=torch.float32, device=device)
     flip, dependency, pixels, changed = [], [], [], []
     watched = {name: [] for name in watch if name in judge.names}
+    person = []
     for alpha in alphas:
         edited = _decode(model, mu + alpha * step, batch_size)
+        if identity is not None:
+            person.append(float(identity_distance(identity, recon.numpy(), edited.numpy()).mean()))
         p_edit = judge.model.probabilities(edited)
         moved = np.abs(p_edit[:, others] - p_recon[:, others])
         flip.append(float((p_edit[:, a] > THRESHOLD).mean()))
@@ -96,7 +102,7 @@ def judge_edits(model: VAE, judge: Judge, images: np.ndarray, delta: np.ndarray,
             i = judge.names.index(name)
             values.append(float((p_edit[:, i] - p_recon[:, i]).mean()))
     return {"flip_rate": flip, "dependency": dependency, "pixel_change": pixels, "most_changed": changed,
-            **({"watched": watched} if watched else {})}
+            **({"watched": watched} if watched else {}), **({"identity_change": person} if person else {})}
 
 
 def _encode(model: VAE, images: np.ndarray, batch_size: int) -> torch.Tensor:
@@ -130,10 +136,11 @@ def positive_rate(model: VAE, judge: Judge, images: np.ndarray, attribute: str, 
 
 def edit_quality(model: VAE, dataset: Dataset, judge: Judge, encodings: dict[str, np.ndarray],
                  attributes: list[str], alphas: list[float], num_faces: int, seed: int,
-                 hold: tuple[str, ...] = ()) -> dict:
+                 hold: tuple[str, ...] = (), identity: IdentityJudge | None = None) -> dict:
     """The "edits" section of eval.json: per attribute present in the data set, the baselines and one entry
     per vector method (see vector_specs; `hold`: attributes to hold fixed in one more vector, and whose judged
-    change every vector reports); attributes the data set lacks are listed under "missing"."""
+    change every vector reports; `identity`: the identity CNN that measures how far each edit moves the person);
+    attributes the data set lacks are listed under "missing"."""
     names = [str(n) for n in encodings["attribute_names"]]
     present = [a for a in attributes if a in names and a in judge.names]
     rng = np.random.default_rng(seed)
@@ -162,7 +169,8 @@ def edit_quality(model: VAE, dataset: Dataset, judge: Judge, encodings: dict[str
                 row["vectors"].append({**entry, "skipped": str(e)})
                 continue
             entry["norm"] = float(np.linalg.norm(delta))
-            row["vectors"].append({**entry, **judge_edits(model, judge, images, delta, alphas, attribute, watch)})
+            row["vectors"].append({**entry, **judge_edits(model, judge, images, delta, alphas, attribute, watch,
+                                                                     identity=identity)})
         rows.append(row)
     return {"alphas": alphas, "attributes": rows, "missing": [a for a in attributes if a not in present],
             "threshold": THRESHOLD}

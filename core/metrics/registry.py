@@ -19,10 +19,14 @@ from core.metrics.classifier import ClassifierSettings, Judge, load_or_train
 from core.metrics.dci import dci_score
 from core.metrics.edits import DEFAULT_ATTRIBUTES, edit_quality, parse_list, reconstructor
 from core.metrics.factor_vae import factor_vae_score
+from core.metrics.identity_cnn import FAST_STEPS as IDENTITY_FAST_STEPS
+from core.metrics.identity_cnn import STEPS as IDENTITY_STEPS
+from core.metrics.identity_cnn import identity_judge
 from core.objectives.likelihoods import LIKELIHOOD_TERMS
 from core.metrics.likelihood import likelihood, reconstruction_error
 from core.metrics.mig import mig_score
 from core.metrics.probes import attribute_probes, identity_disjoint
+from core.metrics.verification_pairs import person_ids
 from core.metrics.sap import sap_score
 from core.models.vae import VAE
 from core.runs.folder import Run
@@ -92,7 +96,8 @@ def _probes(ctx: Context, seed: int, num_train: int = 10_000, num_test: int = 5_
 
 def _edits(ctx: Context, seed: int, attributes: str = ",".join(DEFAULT_ATTRIBUTES), alphas: str = "0,0.5,1,1.5,2,3",
            num_faces: int = 200, num_train: int = 10_000, classifier_steps: int = 600,
-           classifier_test_images: int = 2000, hold: str = "Male", judge: str = "real+reconstructions") -> dict:
+           classifier_test_images: int = 2000, hold: str = "Male", judge: str = "real+reconstructions",
+           identity_steps: int = IDENTITY_STEPS) -> dict:
     chosen = parse_list(attributes)
     names = [str(n) for n in ctx.dataset.attributes.names]
     if not set(chosen) & set(names):
@@ -108,8 +113,14 @@ def _edits(ctx: Context, seed: int, attributes: str = ",".join(DEFAULT_ATTRIBUTE
     device = str(next(ctx.model.parameters()).device)
     encodings = load_or_encode(ctx.run, "train", num_train, ctx.dataset, device)
     held = () if hold.strip().lower() in ("", "none") else tuple(parse_list(hold))
+    # "still the same person?": the face verification baseline's CNN, where the data set knows who is who
+    people = identity_steps > 0 and person_ids(ctx.dataset) is not None
+    identity = identity_judge(ctx.dataset, steps=identity_steps, seed=seed) if people else None
     out = edit_quality(ctx.model, ctx.dataset, judge, encodings, chosen, parse_list(alphas, float), num_faces, seed,
-                       held)
+                       held, identity)
+    if identity is not None:
+        out["identity"] = {"kind": identity.info["kind"], "calibration_auc": identity.info["calibration"]["auc"],
+                           "cached": identity.cached}
     return {**out, "judge": {"trained_on": judge.trained_on, "aucs": judge.aucs, "cached": judge.cached,
                              **judge.scores}}
 
@@ -146,7 +157,8 @@ FAST = {
     "likelihood": {"num_images": 64, "num_samples": 100},
     "reconstruction": {"num_images": 256},
     "probes": {"num_train": 2000, "num_test": 1000},
-    "edits": {"num_faces": 64, "num_train": 2000, "classifier_steps": 150, "classifier_test_images": 500},
+    "edits": {"num_faces": 64, "num_train": 2000, "classifier_steps": 150, "classifier_test_images": 500,
+              "identity_steps": IDENTITY_FAST_STEPS},
 }
 
 

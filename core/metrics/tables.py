@@ -88,7 +88,8 @@ def probe_rows(doc: dict) -> list[dict]:
 
 
 def edit_rows(doc: dict) -> list[dict]:
-    """Per attribute, vector method and α: flip rate, dependency and pixel change (long format for line charts)."""
+    """Per attribute, vector method and α: flip rate, dependency, pixel change and, where measured, identity change
+    (long format for line charts)."""
     edits = doc["results"].get("edits", {})
     rows = []
     for a in edits.get("attributes", []):
@@ -96,7 +97,8 @@ def edit_rows(doc: dict) -> list[dict]:
             for i, alpha in enumerate(edits["alphas"] if "flip_rate" in v else []):
                 rows.append({"attribute": a["name"], "vector": v["method"], "α": alpha,
                              "flip rate": v["flip_rate"][i], "dependency": v["dependency"][i],
-                             "pixel change": v["pixel_change"][i]})
+                             "pixel change": v["pixel_change"][i],
+                             **({"identity change": v["identity_change"][i]} if "identity_change" in v else {})})
     return rows
 
 
