@@ -62,6 +62,8 @@ def test_planted_edits_flip_exactly_the_faces_pushed_past_the_judges_threshold()
     # 'Grey' follows brightness, 'Fixed' never moves: dependency is their mean |change| = half of Grey's
     assert out["dependency"] == pytest.approx([e / 2 for e in expected], abs=0.01)
     assert list(out["most_changed"][-1])[0] == "Grey"
+    # Grey is judged present exactly when Bright is, so it flips on the same faces; Fixed never does
+    assert out["others_kept"] == pytest.approx([1, 0.75, 0.25, 0])
 
 
 def test_vector_methods_balance_on_male_and_young_where_present_and_leave_out_what_has_nothing_to_use():
@@ -122,8 +124,9 @@ def test_fast_evaluation_writes_flip_rates_for_every_alpha(edited_run):
         for vector in attribute["vectors"]:
             if "skipped" in vector:
                 continue
-            for key in ("flip_rate", "dependency", "pixel_change"):
+            for key in ("flip_rate", "dependency", "pixel_change", "others_kept"):
                 assert len(vector[key]) == 3 and all(0 <= x <= 1 for x in vector[key]), key
+            assert vector["others_kept"][0] == 1  # alpha 0 is the reconstruction: nothing else changed
             assert vector["pixel_change"][0] == 0 and vector["dependency"][0] == 0  # alpha 0 is the reconstruction
     assert "renderer's exact ground truth" in edits["judge"]["trained_on"]
     # the judge learns SynthFaces' eyewear and smile from the renderer's exact labels in 60 steps

@@ -8,6 +8,8 @@ edited and decoded, and an attribute classifier (core.metrics.classifier) judges
   edit is the plain reconstruction, so that entry is the judge's false-positive rate on reconstructions.
 - dependency(α): mean absolute change of the judge's probabilities for every OTHER attribute, edit vs
   reconstruction (0 = the edit touched nothing else the judge can see).
+- others kept(α): for the OTHER attribute the edit disturbs most, the share of faces whose judged value (present or
+  not) is the same after the edit as on the reconstruction (1 = no other attribute flipped on any face).
 - pixel change(α): mean absolute per-pixel difference (0..1) between edit and reconstruction: how much of
   the image moved, reported beside the flip rate so the trade-off is visible.
 
@@ -84,7 +86,7 @@ def judge_edits(model: VAE, judge: Judge, images: np.ndarray, delta: np.ndarray,
     recon = _decode(model, mu, batch_size)
     p_recon = judge.model.probabilities(recon)
     step = torch.as_tensor(delta, dtype=torch.float32, device=device)
-    flip, dependency, pixels, changed = [], [], [], []
+    flip, dependency, pixels, changed, kept = [], [], [], [], []
     watched = {name: [] for name in watch if name in judge.names}
     person = []
     for alpha in alphas:
@@ -95,6 +97,8 @@ def judge_edits(model: VAE, judge: Judge, images: np.ndarray, delta: np.ndarray,
         moved = np.abs(p_edit[:, others] - p_recon[:, others])
         flip.append(float((p_edit[:, a] > THRESHOLD).mean()))
         dependency.append(float(moved.mean()) if others else 0.0)
+        same = (p_edit[:, others] > THRESHOLD) == (p_recon[:, others] > THRESHOLD)
+        kept.append(float(same.mean(0).min()) if others else 1.0)
         pixels.append(float((edited - recon).abs().mean()))
         per_other = moved.mean(0)
         changed.append({judge.names[others[i]]: round(float(per_other[i]), 4) for i in np.argsort(-per_other)[:3]})
@@ -102,6 +106,7 @@ def judge_edits(model: VAE, judge: Judge, images: np.ndarray, delta: np.ndarray,
             i = judge.names.index(name)
             values.append(float((p_edit[:, i] - p_recon[:, i]).mean()))
     return {"flip_rate": flip, "dependency": dependency, "pixel_change": pixels, "most_changed": changed,
+            "others_kept": kept,
             **({"watched": watched} if watched else {}), **({"identity_change": person} if person else {})}
 
 

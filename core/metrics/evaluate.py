@@ -63,7 +63,7 @@ _PROBE = OneOf(Obj({"name": Str(200), "auc": Num(0, 1), "best_dim": Int(0, 1 << 
                Obj({"name": Str(200), "skipped": Str(), **_COUNTS}, required=("name", "skipped"), extra=None))
 _METHOD = {"method": Str(100), "confounders": ListOf(Str(200)), "condition_on": ListOf(Str(200))}
 _VECTOR = OneOf(Obj({**_METHOD, "flip_rate": ListOf(Num(0, 1)), "dependency": ListOf(_N),
-                     "pixel_change": ListOf(Num(0)), "identity_change": ListOf(_N)},
+                     "pixel_change": ListOf(Num(0)), "identity_change": ListOf(_N), "others_kept": ListOf(Num(0, 1))},
                     required=("method", "flip_rate", "dependency", "pixel_change")),
                 Obj({**_METHOD, "skipped": Str()}, required=("method", "skipped"), extra=None))
 _EDITED = {"name": Str(200), "faces": Int(0), "judge_auc": _N, "false_positive_rate_originals": _N,

@@ -30,7 +30,8 @@ def summary(doc: dict, labels: dict[int, DimLabel] | None = None) -> str:
     if edits.get("attributes"):
         alphas = "  ".join(f"a={a:g}".rjust(6) for a in edits["alphas"])
         lines += ["", "edits: share of held-out faces without the attribute judged to have it after z + a*dZ",
-                  f"{'attribute':14s} {'vector':12s} {'judge AUC':>9s}  {alphas}  {'pixel change at max a':>21s}"]
+                  f"{'attribute':14s} {'vector':12s} {'judge AUC':>9s}  {alphas}  {'pixel change at max a':>21s}"
+                  f"  {'others kept':>11s}"]
         for a in edits["attributes"]:
             auc = f"{a['judge_auc']:.3f}" if a.get("judge_auc") is not None else "-"
             for v in a.get("vectors", []):
@@ -38,7 +39,9 @@ def summary(doc: dict, labels: dict[int, DimLabel] | None = None) -> str:
                     lines.append(f"{a['name']:14s} {v['method']:12s} {auc:>9s}  skipped: {v['skipped']}")
                 else:
                     flips = "  ".join(f"{f:6.2f}" for f in v["flip_rate"])
-                    lines.append(f"{a['name']:14s} {v['method']:12s} {auc:>9s}  {flips}  {v['pixel_change'][-1]:21.4f}")
+                    kept = f"{v['others_kept'][-1]:11.2f}" if v.get("others_kept") else f"{'-':>11s}"
+                    lines.append(f"{a['name']:14s} {v['method']:12s} {auc:>9s}  {flips}  {v['pixel_change'][-1]:21.4f}"
+                                 f"  {kept}")
             if "skipped" in a:
                 lines.append(f"{a['name']:14s} skipped: {a['skipped']}")
         judge = edits.get("judge", {})
