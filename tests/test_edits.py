@@ -223,3 +223,11 @@ def _settings(run: Run) -> ClassifierSettings:
     """The judge settings of an evaluation with QUICK: the run's own judge, trained with its reconstructions."""
     return ClassifierSettings.of(SynthFaces(), run.config.data.seed, steps=60, test_images=300, seed=0,
                                  reconstructions_of=checkpoint_digest(run))
+
+
+def test_others_kept_leaves_out_the_attributes_of_the_edited_ones_own_factor():
+    judge = Judge(Threshold(), ["Bright", "Grey", "Fixed"], {}, "planted", cached=False)
+    out = judge_edits(Brightness(), judge, flat_images([0.1, 0.2, 0.3, 0.4]), np.array([1.0], np.float32),
+                      [0.0, 1.0], "Bright", same_factor=("Grey",))
+    assert out["others_kept"] == [1.0, 1.0]  # Grey reads Bright's factor: only Fixed counts, and it never moves
+    assert SynthFaces().attribute_factor("Frowning") == SynthFaces().attribute_factor("Smiling") == "smile"

@@ -71,6 +71,10 @@ class Dataset:
         """Whether the images are rendered from known factor levels (GroundTruthData); False here."""
         return False
 
+    def attribute_factor(self, name: str) -> str:
+        """The generative factor attribute `name` is read from; without known factors, each attribute is its own."""
+        return name
+
 
 def random_split(n: int, seed: int, fractions=(0.8, 0.1, 0.1)) -> np.ndarray:
     """Deterministic train/val/test assignment for data sets without an official split."""

@@ -301,6 +301,10 @@ class SynthFaces(GroundTruthData):
         columns = [FACTOR_NAMES.index(name) for name in IDENTITY_FACTORS]
         return np.ravel_multi_index(f[:, columns].T, [self.factor_sizes[c] for c in columns]).astype(np.int64)
 
+    def attribute_factor(self, name: str) -> str:
+        """The factor an attribute is read from: Smiling, Mouth_Slightly_Open and Frowning all from `smile`."""
+        return _ATTRIBUTE_RULES[name][0] if name in _ATTRIBUTE_RULES else name
+
     def attributes_from_factors(self, factors: np.ndarray) -> np.ndarray:
         """(n, A) bool CelebA-named attributes of (n, 9) factor levels, by `_ATTRIBUTE_RULES`."""
         f = self._checked(factors)

@@ -9,7 +9,9 @@ edited and decoded, and an attribute classifier (core.metrics.classifier) judges
 - dependency(α): mean absolute change of the judge's probabilities for every OTHER attribute, edit vs
   reconstruction (0 = the edit touched nothing else the judge can see).
 - others kept(α): for the OTHER attribute the edit disturbs most, the share of faces whose judged value (present or
-  not) is the same after the edit as on the reconstruction (1 = no other attribute flipped on any face).
+  not) is the same after the edit as on the reconstruction (1 = no other attribute flipped on any face). Attributes
+  read from the edited one's own factor are left out (on SynthFaces a smile must flip Frowning and
+  Mouth_Slightly_Open; eyeglasses must take sunglasses off).
 - pixel change(α): mean absolute per-pixel difference (0..1) between edit and reconstruction: how much of
   the image moved, reported beside the flip rate so the trade-off is visible.
 
@@ -73,15 +75,17 @@ def vector_specs(attribute: str, chosen: list[str], names: list[str],
 @torch.inference_mode()
 def judge_edits(model: VAE, judge: Judge, images: np.ndarray, delta: np.ndarray, alphas: list[float],
                 attribute: str, watch: tuple[str, ...] = (), batch_size: int = INFERENCE_BATCH,
-                identity: IdentityJudge | None = None) -> dict:
+                identity: IdentityJudge | None = None, same_factor: tuple[str, ...] = ()) -> dict:
     """Flip rate, dependency and pixel change per α for uint8 `images` (N, 3, 64, 64) of faces without
     `attribute`, edited along `delta`; see the module docstring. `watch`: attributes whose mean signed change of
     the judged probability (edit − reconstruction) is reported per α under "watched" (e.g. does a smile drag
     faces away from Male?). With an `identity` CNN, "identity_change" per α: the mean identity distance of edit
-    and reconstruction (0: as alike as two photos of one person, 1: as two people)."""
+    and reconstruction (0: as alike as two photos of one person, 1: as two people). "others_kept" leaves out the
+    attributes in `same_factor`, read from the edited attribute's own factor (a smile must flip Frowning)."""
     device = next(model.parameters()).device
     a = judge.names.index(attribute)
     others = [i for i in range(len(judge.names)) if i != a]
+    apart = [i for i in others if judge.names[i] not in same_factor]
     mu = _encode(model, images, batch_size)
     recon = _decode(model, mu, batch_size)
     p_recon = judge.model.probabilities(recon)
@@ -97,8 +101,8 @@ def judge_edits(model: VAE, judge: Judge, images: np.ndarray, delta: np.ndarray,
         moved = np.abs(p_edit[:, others] - p_recon[:, others])
         flip.append(float((p_edit[:, a] > THRESHOLD).mean()))
         dependency.append(float(moved.mean()) if others else 0.0)
-        same = (p_edit[:, others] > THRESHOLD) == (p_recon[:, others] > THRESHOLD)
-        kept.append(float(same.mean(0).min()) if others else 1.0)
+        unchanged = (p_edit[:, apart] > THRESHOLD) == (p_recon[:, apart] > THRESHOLD)
+        kept.append(float(unchanged.mean(0).min()) if apart else 1.0)
         pixels.append(float((edited - recon).abs().mean()))
         per_other = moved.mean(0)
         changed.append({judge.names[others[i]]: round(float(per_other[i]), 4) for i in np.argsort(-per_other)[:3]})
@@ -166,6 +170,8 @@ def edit_quality(model: VAE, dataset: Dataset, judge: Judge, encodings: dict[str
         row["judgeable"] = row["positive_rate_reconstructions_with"] >= DRAWN_MIN
         row["vectors"] = []
         watch = tuple(h for h in hold if h != attribute)
+        same = tuple(n for n in judge.names if n != attribute
+                     and dataset.attribute_factor(n) == dataset.attribute_factor(attribute))
         for label, spec in vector_specs(attribute, present, names, hold):
             entry = {"method": label, "confounders": list(spec.confounders), "condition_on": list(spec.condition_on)}
             try:
@@ -175,7 +181,7 @@ def edit_quality(model: VAE, dataset: Dataset, judge: Judge, encodings: dict[str
                 continue
             entry["norm"] = float(np.linalg.norm(delta))
             row["vectors"].append({**entry, **judge_edits(model, judge, images, delta, alphas, attribute, watch,
-                                                                     identity=identity)})
+                                                                     identity=identity, same_factor=same)})
         rows.append(row)
     return {"alphas": alphas, "attributes": rows, "missing": [a for a in attributes if a not in present],
             "threshold": THRESHOLD}
