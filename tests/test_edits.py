@@ -231,3 +231,14 @@ def test_others_kept_leaves_out_the_attributes_of_the_edited_ones_own_factor():
                       [0.0, 1.0], "Bright", same_factor=("Grey",))
     assert out["others_kept"] == [1.0, 1.0]  # Grey reads Bright's factor: only Fixed counts, and it never moves
     assert SynthFaces().attribute_factor("Frowning") == SynthFaces().attribute_factor("Smiling") == "smile"
+
+
+def test_a_real_images_judge_keeps_the_record_and_key_it_had_before_judges_learnt_from_reconstructions(tmp_path):
+    import json
+
+    dataset = SynthFaces()
+    settings = ClassifierSettings.of(dataset, 0, steps=2, test_images=50, seed=0)
+    load_or_train(dataset, settings, tmp_path)
+    recorded = json.loads(cache_path(dataset, settings, tmp_path).with_suffix(".json").read_text())["settings"]
+    assert "reconstructions_of" not in recorded  # as older caches wrote it: they are read, not retrained
+    assert load_or_train(dataset, settings, tmp_path).cached

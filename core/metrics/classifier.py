@@ -99,12 +99,17 @@ class ClassifierSettings:
                    tuple(str(n) for n in dataset.attributes.names), steps, batch_size, test_images, seed,
                    reconstructions_of)
 
+    def record(self) -> dict:
+        """The settings as the cache's JSON records them; a real-images judge's without reconstructions_of, so its
+        record (and key) is the one it had before the field existed and older caches stay valid."""
+        fields = json.loads(json.dumps(asdict(self)))
+        if not self.reconstructions_of:
+            del fields["reconstructions_of"]
+        return fields
+
     def key(self) -> str:
         """A short hash of every setting: a cached judge is reused only for identical settings."""
-        fields = asdict(self)
-        if not self.reconstructions_of:  # a real-images judge keeps the key it had before the field existed
-            del fields["reconstructions_of"]
-        return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:16]
+        return hashlib.sha256(json.dumps(self.record(), sort_keys=True).encode()).hexdigest()[:16]
 
 
 @dataclass
@@ -146,7 +151,7 @@ def load_or_train(dataset: Dataset, settings: ClassifierSettings, cache_dir: str
                   cached=False, scores=scores)
     # Weights first: a JSON without its weights is never left behind, and the hash pairs the two files.
     write_bytes(base.with_suffix(".safetensors"), weights)
-    write_json(base.with_suffix(".json"), {"format": FORMAT, "settings": asdict(settings),
+    write_json(base.with_suffix(".json"), {"format": FORMAT, "settings": settings.record(),
                                            "weights_sha256": hashlib.sha256(weights).hexdigest(), "aucs": judge.aucs,
                                            "trained_on": judge.trained_on, **scores})
     return judge
@@ -250,7 +255,7 @@ def _load(base: Path, settings: ClassifierSettings) -> Judge | None:
         return None
     try:
         info = read_json(info_path, INFO_SCHEMA, max_bytes=1 << 20, fix="it is replaced")
-        if info["format"] != FORMAT or info["settings"] != json.loads(json.dumps(asdict(settings))):
+        if info["format"] != FORMAT or info["settings"] != settings.record():
             raise ValueError(f"{info_path}: recorded for other settings")
         if weights_path.stat().st_size > MAX_WEIGHTS_BYTES:
             raise ValueError(f"{weights_path}: larger than {MAX_WEIGHTS_BYTES:,} bytes")
