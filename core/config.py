@@ -233,7 +233,10 @@ class RunConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "RunConfig":
-        """A validated config from parsed JSON."""
+        """A validated config from parsed JSON. A config.json written before the decoder choice existed describes a
+        plain decoder (today's default is film), so its weights still load."""
+        if isinstance(data, dict) and isinstance(data.get("arch"), dict) and "decoder" not in data["arch"]:
+            data = {**data, "arch": {**data["arch"], "decoder": "plain"}}
         return from_plain(cls, data, "config").validate()
 
     @classmethod

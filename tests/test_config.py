@@ -65,3 +65,12 @@ def test_broken_config_file_names_the_file(tmp_path):
     path.write_text("{not json")
     with pytest.raises(ConfigError, match=str(path)):
         RunConfig.load(path)
+
+
+def test_a_config_written_before_the_decoder_choice_loads_as_the_plain_decoder_it_was_trained_with():
+    from core.config import RunConfig
+
+    data = RunConfig("old").to_dict()
+    del data["arch"]["decoder"]
+    assert RunConfig.from_dict(data).arch.decoder == "plain"
+    assert RunConfig("new").arch.decoder == "film"  # today's default
