@@ -116,9 +116,9 @@ def edit_tradeoff(rows: list[dict], alpha: float, attribute: str) -> go.Figure:
     keys = ["flip rate", "pixel change", *(["identity change"] if all("identity change" in r for r in rows) else [])]
     fig = go.Figure([go.Scatter(x=alphas, y=[r[key] for r in rows], name=key, mode="lines+markers") for key in keys])
     fig.add_vline(x=alpha, line_dash="dot", annotation_text=f"α = {alpha:+.1f}")
-    top = max(1.02, *(r.get("identity change", 0) for r in rows))
+    identity = [r.get("identity change", 0) for r in rows]  # may leave [0, 1] (a rescaled distance)
     fig.update_layout(title=chart_text(f"{attribute}: evaluated edits against α"), xaxis_title="α",
-                      yaxis=dict(range=[min(0, *(r.get("identity change", 0) for r in rows)), top],
+                      yaxis=dict(range=[min(0, *identity), max(1.02, *identity)],
                                  title="share of faces / mean |Δpixel| / identity (0 same, 1 another person)"),
                       height=HEIGHT,
                       margin=dict(t=50, b=40, l=50, r=20))

@@ -134,8 +134,9 @@ def _strongest(score: np.ndarray, minimum: float) -> list[tuple[int, int]]:
         return []
     best = np.abs(score).argmax(axis=1)
     strength = np.abs(score[np.arange(len(score)), best])
+    candidates = np.flatnonzero(strength >= minimum)
     top = {}
-    for dim in np.flatnonzero(strength >= minimum):
+    for dim in candidates:
         top[best[dim]] = max(top.get(best[dim], 0.0), strength[dim])
-    kept = [int(d) for d in np.flatnonzero(strength >= minimum) if strength[d] >= NEAR_BEST * top[best[d]]]
+    kept = [int(d) for d in candidates if strength[d] >= NEAR_BEST * top[best[d]]]
     return [(d, int(best[d])) for d in sorted(kept, key=lambda d: -strength[d])]

@@ -227,19 +227,17 @@ def held_out_scores(model: AttributeClassifier, dataset: Dataset, s: ClassifierS
     index = dataset.indices("test")
     index = np.sort(np.random.default_rng(s.seed).permutation(index)[:s.test_images])
     labels = _labels(dataset, s.attributes)[index]
-    images = dataset.images(index) if len(index) else None
-    seen = {"": images, "reconstruction_": None if reconstruct is None or images is None else reconstruct(images)}
+    images = dataset.images(index)
+    shown = {"": images, **({"reconstruction_": reconstruct(images)} if reconstruct is not None and len(index) else {})}
     out = {}
-    for prefix, shown in seen.items():
-        if prefix and reconstruct is None:
-            continue
-        probs = None if shown is None else model.probabilities(to_float(shown, "cpu"))
-        both = [probs is not None and 0 < labels[:, a].sum() < len(index) for a in range(len(s.attributes))]
-        out[f"{prefix}aucs"] = {name: float(roc_auc_score(labels[:, a], probs[:, a])) if both[a] else None
-                                for a, name in enumerate(s.attributes)}
-        out[f"{prefix}accuracy"] = {name: None if probs is None else float(((probs[:, a] > 0.5) == labels[:, a])
-                                                                             .mean())
-                                    for a, name in enumerate(s.attributes)}
+    for prefix, x in shown.items():
+        probs = model.probabilities(to_float(x, "cpu")) if len(index) else None
+        aucs, accuracy = {}, {}
+        for a, name in enumerate(s.attributes):
+            two_classes = probs is not None and 0 < labels[:, a].sum() < len(index)
+            aucs[name] = float(roc_auc_score(labels[:, a], probs[:, a])) if two_classes else None
+            accuracy[name] = None if probs is None else float(((probs[:, a] > 0.5) == labels[:, a]).mean())
+        out[f"{prefix}aucs"], out[f"{prefix}accuracy"] = aucs, accuracy
     return out
 
 

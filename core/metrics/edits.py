@@ -29,7 +29,7 @@ from core.config import ConfigError
 from core.data import Dataset
 from core.data.images import to_uint8
 from core.metrics.classifier import Judge, Reconstruct
-from core.metrics.identity_cnn import IdentityJudge, identity_distance
+from core.metrics.identity_cnn import IdentityJudge, embedding_distance
 from core.models.vae import VAE
 from core.device import INFERENCE_BATCH, to_float
 
@@ -92,11 +92,11 @@ def judge_edits(model: VAE, judge: Judge, images: np.ndarray, delta: np.ndarray,
     step = torch.as_tensor(delta, dtype=torch.float32, device=device)
     flip, dependency, pixels, changed, kept = [], [], [], [], []
     watched = {name: [] for name in watch if name in judge.names}
-    person = []
+    person, who = [], None if identity is None else identity.embed(recon.numpy())
     for alpha in alphas:
         edited = _decode(model, mu + alpha * step, batch_size)
         if identity is not None:
-            person.append(float(identity_distance(identity, recon.numpy(), edited.numpy()).mean()))
+            person.append(float(embedding_distance(identity, who, identity.embed(edited.numpy())).mean()))
         p_edit = judge.model.probabilities(edited)
         moved = np.abs(p_edit[:, others] - p_recon[:, others])
         flip.append(float((p_edit[:, a] > THRESHOLD).mean()))

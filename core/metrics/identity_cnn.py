@@ -116,7 +116,11 @@ def identity_distance(judge: IdentityJudge, images_a, images_b) -> np.ndarray:
     CNN's ROC-AUC on those held-out pairs (0.5: it cannot tell the people apart and the scale means nothing)."""
     if len(images_a) != len(images_b):
         raise ValueError(f"identity_distance compares pairs: got {len(images_a)} and {len(images_b)} images")
-    ea, eb = judge.embed(images_a), judge.embed(images_b)
+    return embedding_distance(judge, judge.embed(images_a), judge.embed(images_b))
+
+
+def embedding_distance(judge: IdentityJudge, ea: np.ndarray, eb: np.ndarray) -> np.ndarray:
+    """identity_distance of pairs already embedded by `judge` (so an image compared with many is embedded once)."""
     cos = np.einsum("ij,ij->i", ea, eb) / np.maximum(np.linalg.norm(ea, axis=1) * np.linalg.norm(eb, axis=1), 1e-12)
     return ((1 - cos) - judge.same_distance) / max(judge.different_distance - judge.same_distance, 1e-6)
 
