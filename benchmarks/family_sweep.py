@@ -48,8 +48,10 @@ from core.runs.folder import Run, default_runs_dir
 
 PALETTE = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf", "#7f7f7f"]
 # ELBO is not among the comparison table's scores (IWAE is); the sweep reports both, as the source documents do.
-COLUMNS = {"elbo": ("likelihood", "elbo"), **{name: (name, key) for name, (_, key) in SCORES.items()}}
-LABELS = {"elbo": "ELBO (nats/image)", **{name: label for name, (label, _) in SCORES.items()}}
+COLUMNS = {"elbo": ("likelihood", "elbo"), "ssim": ("reconstruction", "ssim"),
+           **{name: (name, key) for name, (_, key) in SCORES.items()}}
+LABELS = {"elbo": "ELBO (nats/image)", "ssim": "reconstruction SSIM",
+          **{name: label for name, (label, _) in SCORES.items()}}
 # The VITAE paper's dSprites table (Detlefsen & Hauberg 2019): ELBO (nats) and DCI disentanglement per family.
 RECORDING = threading.Lock()
 SOURCE = {"vae": (-47.05, 0.05), "beta-vae": (-79.45, 0.18), "beta-tcvae": (-66.48, 0.30),
@@ -148,7 +150,7 @@ def probe_table(a: argparse.Namespace, rows: list[dict]) -> str:
     """Per entry and milestone: each attribute's held-out probe AUC (median over seeds), the lowest of them, the
     reconstruction error and the training minutes: does a recipe learn every factor, and at what cost."""
     names = sorted({n for r in rows for n in r.get("probes", {})})
-    head = ["entry", "steps", *names, "lowest", "recon MSE/pixel", "train min"]
+    head = ["entry", "steps", *names, "lowest", "recon MSE/pixel", "recon SSIM", "train min"]
     lines = ["| " + " | ".join(head) + " |", "|---" * len(head) + "|"]
     for entry in a.grid:
         for m in a.steps:
@@ -157,11 +159,13 @@ def probe_table(a: argparse.Namespace, rows: list[dict]) -> str:
                 continue
             aucs = {n: Spread.of([r["probes"][n] for r in mine if n in r.get("probes", {})]) for n in names}
             lowest = min((v.median for v in aucs.values() if v), default=None)
-            mse = Spread.of([r["scores"]["reconstruction"] for r in mine if "reconstruction" in r["scores"]])
+            mse, similarity = (Spread.of([r["scores"][c] for r in mine if c in r["scores"]])
+                               for c in ("reconstruction", "ssim"))
             minutes = Spread.of([r["train_seconds"] / 60 for r in mine if r.get("train_seconds")])
             cells = [f"{entry.family} {entry.options}".strip(), str(m), *[f"{v.median:.2f}" if v else "–"
                                                                           for v in aucs.values()],
                      "–" if lowest is None else f"{lowest:.2f}", f"{mse.median:.4f}" if mse else "–",
+                     f"{similarity.median:.3f}" if similarity else "–",
                      f"{minutes.median:.1f}" if minutes else "–"]
             lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)

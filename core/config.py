@@ -46,6 +46,13 @@ class LossConfig:
                                  low=0, high=1000, step=0.5)
     warmup_steps: int | None = setting(None, "steps of linear KL warm-up from 0 to β (default: the model family's)",
                                        label="KL warm-up steps", low=0, high=MAX_STEPS)
+    # masked edits (issue 15, §4): the mask head's loss, and the reconstruction restricted to the person
+    mask_weight: float = setting(1.0, "weight of the mask head's BCE + Dice loss (with --mask-head)",
+                                 label="Mask loss weight", low=0, high=1e4)
+    recon_region: str = setting("image", "where the reconstruction is scored: the whole image, or only the person "
+                                "(face, hair, shoulders) where the data set has masks, so no capacity goes to the "
+                                "background (composite edits over the original then)", label="Reconstruct",
+                                choices=("image", "person"))
     capacity_max: float = setting(0.0, "nats; > 0 turns on Burgess et al. capacity annealing", label="Capacity (nats)",
                                   low=0, high=1e4)
     capacity_steps: int = setting(0, "steps over which the capacity grows to its maximum", label="Capacity steps",

@@ -13,6 +13,7 @@ import streamlit as st
 
 from core.config import ConfigError, DataConfig
 from core.data import DataError, Dataset, load_dataset
+from core.explore.composite import masked_edit
 from core.explore.encode import encode, load_or_encode
 from core.explore.generate import decode, parse_indices, sample_indices
 from core.explore.suggest import Effect, dim_effects, effect_suggestions
@@ -113,6 +114,30 @@ def decode_codes(run: Run, codes: np.ndarray) -> np.ndarray:
     """uint8 images (..., 3, 64, 64) for codes (..., D), cached: a slider that moves one strip redraws only that one."""
     with user_errors():
         return _decoded(str(run.path), _stamp(run), np.ascontiguousarray(codes, dtype=np.float32))
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def _masked(path: str, stamp: float, original: np.ndarray, codes: np.ndarray, edited: np.ndarray) -> np.ndarray:
+    return masked_edit(_model(path, stamp), original, codes, edited)
+
+
+def keep_background(run: Run, key: str) -> bool:
+    """A toggle, on by default, shown only for a run with a mask head: composite edits over the original photo."""
+    if not run.config.arch.mask_head:
+        return False
+    return st.toggle("Keep the background", True, key=key,
+                     help="The model's mask head outlines the person; the edit is drawn inside that outline and the "
+                          "original photo everywhere else, so the background never changes.")
+
+
+def edit_faces(run: Run, original: np.ndarray, codes: np.ndarray, edited: np.ndarray, keep: bool) -> np.ndarray:
+    """uint8 edits (n, ..., 3, 64, 64) of codes `edited` (n, ..., D) of faces `original` (n, 3, 64, 64) with codes
+    `codes` (n, D): decoded, or with `keep` composited over the originals (core.explore.composite), cached."""
+    if not keep:
+        return decode_codes(run, edited)
+    with user_errors():
+        return _masked(str(run.path), _stamp(run), np.ascontiguousarray(original),
+                       np.ascontiguousarray(codes, dtype=np.float32), np.ascontiguousarray(edited, dtype=np.float32))
 
 
 def pick_faces(pool: np.ndarray, size: int, key: str, default_n: int = 4, max_n: int = 16,

@@ -13,8 +13,8 @@ from core.metrics.edits import unjudgeable
 from core.metrics.tables import edit_rows
 from core.runs.labels import LabelError, dim_name, load_labels
 from dashboard.charts import edit_tradeoff
-from dashboard.common import (decode_codes, encode_faces, load_data_or_none, load_encodings, load_evaluation,
-                              load_model, pick_faces, pick_run)
+from dashboard.common import (decode_codes, edit_faces, encode_faces, keep_background, load_data_or_none,
+                              load_encodings, load_evaluation, load_model, pick_faces, pick_run)
 from dashboard.text import md, plain, say, user_errors
 
 LIMITS = {"2,000": 2000, "5,000": 5000, "20,000": 20000, "whole split": None}
@@ -178,8 +178,10 @@ if run.config.family.conditional:  # a cvae takes the attributes as input: edit 
         st.stop()
 
 alpha = st.slider("α (strength of the edit)", -3.0, 3.0, 1.0, 0.1, key="arith_alpha")
-edited = decode_codes(run, edit(mu, delta, alpha)[:, 0])
-face_columns([dataset.images(index), decode_codes(run, mu), edited],
+keep = keep_background(run, "arith_keep_background")
+originals = dataset.images(index)
+edited = edit_faces(run, originals, mu, edit(mu, delta, alpha)[:, 0], keep)
+face_columns([originals, decode_codes(run, mu), edited],
              ["Original", "Reconstruction", f"Edit: α = {alpha:+.1f}"])
 
 evaluated = load_evaluation(run)
@@ -201,5 +203,5 @@ st.subheader("Spectrum")
 a_range = st.slider("α range", -5.0, 5.0, (-2.0, 3.0), 0.5, key="arith_range")
 steps = st.slider("Steps", 3, 11, 7, key="arith_steps")
 alphas = np.linspace(*a_range, steps)
-strip = decode_codes(run, edit(mu, delta, alphas))
+strip = edit_faces(run, originals, mu, edit(mu, delta, alphas), keep)
 face_columns([strip[:, j] for j in range(steps)], [f"α = {a:+.2f}" for a in alphas], "One row per face: z + α·ΔZ.")

@@ -7,7 +7,8 @@ from core.explore.arithmetic import VectorSpec, build_vector, edit, preset_attri
 from core.explore.condition import attribute_column, condition_edit
 from core.explore.photo import dim_direction, encode_photo, photo_condition, triptych_png
 from core.runs.labels import LabelError, dim_name, load_labels
-from dashboard.common import decode_codes, load_data_or_none, load_encodings, load_model, pick_run, show_grid
+from dashboard.common import (decode_codes, edit_faces, keep_background, load_data_or_none, load_encodings, load_model,
+                              pick_run, show_grid)
 from dashboard.text import md, plain, say, user_errors
 
 TRAIN_FACES = 5000  # the Arithmetic page's default: both pages build ΔZ from one cached encoding of the train split
@@ -73,6 +74,7 @@ dataset = load_data_or_none(run, "editing by attribute vector or condition (they
 names = list(dataset.attributes.names) if dataset is not None else []
 kinds = (["Attribute vector"] if names else []) + (["Condition"] if names and run.config.family.conditional else [])
 how = st.radio("Edit with", kinds + ["Labelled dim"], horizontal=True, key="photo_how")
+keep = keep_background(run, "photo_keep_background") and how != "Condition"
 
 edited, title = None, ""
 if how == "Labelled dim":
@@ -88,7 +90,7 @@ if how == "Labelled dim":
     else:
         dim = st.selectbox("Dim", labelled, format_func=lambda d: dim_name(d, labels), key="photo_dim")
         alpha = st.slider("α (prior standard deviations added to the dim)", -3.0, 3.0, 1.0, 0.1, key="photo_dim_alpha")
-        edited = decode_codes(run, edit(mu, dim_direction(model.latent_dim, dim), alpha)[:, 0])
+        edited = edit_faces(run, face[None], mu, edit(mu, dim_direction(model.latent_dim, dim), alpha)[:, 0], keep)
         title = md("{dim} {alpha:+.1f}", dim=dim_name(dim, labels), alpha=alpha)
 else:
     if st.session_state.get("photo_attribute") not in names:  # first visit, or a run on another data set
@@ -105,7 +107,7 @@ else:
         train = load_encodings(run, "train", TRAIN_FACES, dataset)
         with user_errors():
             delta = build_vector(train, VectorSpec(attribute))
-        edited = decode_codes(run, edit(mu, delta, alpha)[:, 0])
+        edited = edit_faces(run, face[None], mu, edit(mu, delta, alpha)[:, 0], keep)
         title = md("{attribute} vector, α = {alpha:+.1f}", attribute=attribute, alpha=alpha)
 
 reconstruction = decode_codes(run, mu)

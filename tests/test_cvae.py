@@ -155,7 +155,7 @@ def test_resident_and_streamed_feeds_serve_the_same_conditions():
     streamed = Feed(small, batches, torch.device("cpu"), resident=False, conditions=rows)
     try:
         for step in [0, 1, 5, 2, 2]:  # read ahead, skip, go back, repeat
-            (b1, x1, y1), (b2, x2, y2) = resident.fetch(step), streamed.fetch(step)
+            (b1, x1, y1, _), (b2, x2, y2, _) = resident.fetch(step), streamed.fetch(step)
             assert np.array_equal(b1.index, b2.index) and torch.equal(x1, x2)
             assert torch.equal(y1, torch.from_numpy(rows[b1.index])) and torch.equal(y2, y1)
         assert resident(3)[1].shape == (16, 3, 64, 64)  # feed(step) keeps its (batch, images) form
@@ -244,7 +244,7 @@ def test_the_conditioned_training_forward_is_one_graph(tmp_path, mode):
     trainer = Trainer(create_run(tiny_config(f"graph-{mode}", model="cvae", dataset="synthfaces", steps=1, mode=mode),
                                  tmp_path), SYNTH, progress=False)
     try:
-        batch, x, y = trainer.feed.fetch(0)
+        batch, x, y, _ = trainer.feed.fetch(0)
     finally:
         trainer.feed.close()
     assert y.shape == (16, 16) and torch.equal(y, torch.from_numpy(SYNTH.attributes.values[batch.index]).float())

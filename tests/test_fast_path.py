@@ -17,7 +17,7 @@ from core.training.feed import Feed
 from core.training.speed import Speedups
 from core.training.loop import Trainer, train
 from core.runs.folder import create_run
-from tests.tiny import tiny_config
+from tests.tiny import Subset, tiny_config
 
 SYNTH = load_dataset(DataConfig("synthfaces"))
 # Measured on CPU over 60 steps of the tiny model: largest relative loss difference 1.5e-4 (bf16 rounds to
@@ -88,23 +88,6 @@ def test_cli_speed_flags_set_the_mode():
     config.train.mode = "turbo"
     with pytest.raises(ConfigError, match="train.mode = 'turbo'"):
         config.validate()
-
-
-class Subset:
-    """The first n images of a data set, all in the train split (keeps the resident copy small)."""
-
-    def __init__(self, data, n: int):
-        self.data, self.name = data, f"{data.name}[:{n}]"
-        self.split = np.zeros(n, np.int8)
-
-    def __len__(self) -> int:
-        return len(self.split)
-
-    def indices(self, split: str) -> np.ndarray:
-        return np.arange(len(self)) if split in ("train", "all") else np.arange(0)
-
-    def images(self, index: np.ndarray) -> np.ndarray:
-        return self.data.images(index)
 
 
 cuda = pytest.mark.skipif(not torch.cuda.is_available(),

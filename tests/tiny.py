@@ -6,6 +6,8 @@ import shutil
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
+
 from core.config import ArchConfig, DataConfig, LossConfig, RunConfig, TrainConfig
 
 TINY_ARCH = ArchConfig("tiny", (8, 8, 16, 16), 32, 8, "none")
@@ -64,3 +66,23 @@ def fail_at(trainer, step: int, fault) -> None:
         return train_step(i)
 
     trainer.train_step = faulty
+
+
+class Subset:
+    """The first n images of a data set, all in the train split (keeps the resident copy small)."""
+
+    def __init__(self, data, n: int):
+        self.data, self.name = data, f"{data.name}[:{n}]"
+        self.split = np.zeros(n, np.int8)
+
+    def __len__(self) -> int:
+        return len(self.split)
+
+    def indices(self, split: str) -> np.ndarray:
+        return np.arange(len(self)) if split in ("train", "all") else np.arange(0)
+
+    def images(self, index: np.ndarray) -> np.ndarray:
+        return self.data.images(index)
+
+    def masks(self, index: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return self.data.masks(index)

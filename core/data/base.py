@@ -13,6 +13,8 @@ import numpy as np
 
 IMAGE_SIZE = 64
 SPLITS = {"train": 0, "val": 1, "test": 2}
+WHERE_MASKS_COME_FROM = ("SynthFaces renders them; for CelebA, LFW or an image folder add a CelebAMask-HQ-mask-anno/ "
+                         "folder to the data root (README, Masked edits)")
 
 
 class DataError(ValueError):
@@ -74,6 +76,15 @@ class Dataset:
     def attribute_factor(self, name: str) -> str:
         """The generative factor attribute `name` is read from; without known factors, each attribute is its own."""
         return name
+
+    @property
+    def has_masks(self) -> bool:
+        """Whether `masks` gives foreground masks (SynthFaces renders them; real data sets read a mask folder)."""
+        return False
+
+    def masks(self, index: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Foreground (person) masks: uint8 (n, 1, 64, 64), 255 on the person, and (n,) bool: which images have one."""
+        raise DataError(f"{self.name} has no person masks: {WHERE_MASKS_COME_FROM}")
 
 
 def random_split(n: int, seed: int, fractions=(0.8, 0.1, 0.1)) -> np.ndarray:

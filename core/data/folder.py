@@ -19,6 +19,7 @@ import numpy as np
 from core.data.base import DataError, random_split, read_text
 from core.data.decode import IMAGE_EXTENSIONS, SquareCrop, list_images
 from core.data.labelled import AttributeTable, CachedImageDataset
+from core.data.masks import MASK_DIR
 
 _TRUE = {"1", "+1", "true", "yes", "y", "t"}
 _FALSE = {"0", "-1", "false", "no", "n", "f"}
@@ -38,7 +39,7 @@ class ImageFolder(CachedImageDataset):
         if not self.root.is_dir():
             raise DataError(f"image folder {self.root} does not exist or is not a folder; "
                             "pass the folder that holds your images")
-        files = list_images(self.root)
+        files = [f for f in list_images(self.root) if not f.startswith(f"{MASK_DIR}/")]  # masks are not faces
         if not files:
             raise DataError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) in {self.root} or its subfolders; "
                             "pass the folder that holds your images")

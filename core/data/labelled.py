@@ -11,6 +11,7 @@ import numpy as np
 from core.data.base import Attributes, DataError, Dataset
 from core.data.cache import load_or_build
 from core.data.decode import SquareCrop
+from core.data.masks import load_masks
 
 
 def lookup(files: Sequence[str], row_of: dict[str, int], table: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -52,6 +53,10 @@ class CachedImageDataset(Dataset):
     def _decode(self, image_root: Path, files: Sequence[str], cache_dir, progress: bool) -> None:
         self.cache = load_or_build(image_root, files, self.crop, tag=self.name,
                                    cache_dir=cache_dir, progress=progress)
+        self._masks = load_masks(self.root, self.files, self.crop, cache_dir)
+        if self._masks is not None:
+            self._note(f"foreground masks for {int(self._masks.known.sum())} of the {len(self.files)} images from "
+                       f"{self._masks.source}", level=logging.INFO)
         if self.cache.failed:
             self._note(f"{len(self.cache.failed)} file(s) could not be decoded and were skipped, "
                        f"e.g. {self.cache.failed[0][0]} ({self.cache.failed[0][1]})")
@@ -99,6 +104,17 @@ class CachedImageDataset(Dataset):
     def summary(self) -> str:
         """What the user should know about the data: image count, cache file, then one line per note."""
         return "\n".join([f"{self.name}: {len(self)} images, cache {self.cache.path}", *self.notes])
+
+    @property
+    def has_masks(self) -> bool:
+        """Whether the data root holds a mask folder (core.data.masks)."""
+        return getattr(self, "_masks", None) is not None
+
+    def masks(self, index: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The rows' foreground masks, uint8 (n, 1, 64, 64), and which have one (see `Dataset.masks`)."""
+        if not self.has_masks:
+            return super().masks(index)
+        return self._masks.rows(index)
 
     def images(self, index: np.ndarray) -> np.ndarray:
         """uint8 (len(index), 3, 64, 64) copied from the memory-mapped cache, opened on first use."""

@@ -292,6 +292,23 @@ class SynthFaces(GroundTruthData):
         np.clip(rgb, 0, 255, out=rgb)
         return rgb.astype(np.uint8).reshape(len(f), 3, IMAGE_SIZE, IMAGE_SIZE)
 
+    @property
+    def has_masks(self) -> bool:
+        """True: the renderer knows which pixels are the person (everything but the background)."""
+        return True
+
+    def masks(self, index: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Exact soft foreground masks (uint8 (n, 1, 64, 64), 255 = person, anti-aliased edges) of the given rows;
+        every image has one."""
+        return self.masks_from_factors(self.index_to_factors(index)), np.ones(len(index), bool)
+
+    def masks_from_factors(self, factors: np.ndarray) -> np.ndarray:
+        """uint8 (n, 1, 64, 64) foreground masks of (n, 9) factor levels: 255 minus the background's weight."""
+        f = self._checked(factors)
+        background = _CACHE.weights(np.ravel_multi_index(f[:, _GEOMETRY_FACTORS].T, _GEOMETRY_SIZES))[:, 0]
+        person = 255 - background * (255 / _WEIGHT_ONE) + 0.5
+        return np.clip(person, 0, 255).astype(np.uint8).reshape(len(f), 1, IMAGE_SIZE, IMAGE_SIZE)
+
     def identities_from_factors(self, factors: np.ndarray) -> np.ndarray:
         """(n,) int64 person ids of (n, 9) factor levels: the mixed-radix index of the `IDENTITY_FACTORS` levels.
 

@@ -12,10 +12,12 @@ INTERPOLATIONS = ("linear", "spherical")
 
 
 @torch.inference_mode()
-def decode(model: VAE, z: np.ndarray, batch_size: int = 256, y: np.ndarray | None = None) -> np.ndarray:
+def decode(model: VAE, z: np.ndarray, batch_size: int = 256, y: np.ndarray | None = None,
+           mask: bool = False) -> np.ndarray:
     """Codes (..., D) -> uint8 images (..., 3, 64, 64); any leading shape (faces × steps) is kept. `y`: a
     conditional model's conditions (..., A) with the same leading shape (None: the model's default, see
-    core.models.cvae); only conditional models take it."""
+    core.models.cvae); only conditional models take it. `mask`: the mask head's person masks (..., 1, 64, 64)
+    instead, 255 on the person."""
     z = np.asarray(z, dtype=np.float32)
     flat = z.reshape(-1, z.shape[-1])
     conditions = None if y is None else np.asarray(y, dtype=np.float32).reshape(len(flat), -1)
@@ -24,9 +26,10 @@ def decode(model: VAE, z: np.ndarray, batch_size: int = 256, y: np.ndarray | Non
     def given(i: int) -> dict:
         return {} if conditions is None else {"y": torch.from_numpy(conditions[i:i + batch_size]).to(device)}
 
-    parts = [to_uint8(model.decode(torch.from_numpy(flat[i:i + batch_size]).to(device), **given(i)))
+    draw = model.decode_mask if mask else model.decode
+    parts = [to_uint8(draw(torch.from_numpy(flat[i:i + batch_size]).to(device), **given(i)))
              for i in range(0, len(flat), batch_size)]
-    images = np.concatenate(parts) if parts else np.zeros((0, 3, 64, 64), np.uint8)
+    images = np.concatenate(parts) if parts else np.zeros((0, 1 if mask else 3, 64, 64), np.uint8)
     return images.reshape(*z.shape[:-1], *images.shape[1:])
 
 

@@ -81,7 +81,7 @@ RESULTS = Obj({
     "sap": _result({"sap": _N}, ("sap",)),
     "likelihood": _result({"iwae": _N, "elbo": _N, "importance_samples": Int(0), "iwae_bits_per_dim": _N},
                           ("iwae", "elbo", "importance_samples", "iwae_bits_per_dim")),
-    "reconstruction": _result({"mse_per_pixel": _N, "bce_per_pixel": _N}, ("mse_per_pixel",)),
+    "reconstruction": _result({"mse_per_pixel": _N, "bce_per_pixel": _N, "ssim": _N}, ("mse_per_pixel",)),
     "probes": _result({"mean_auc": _N, "attributes": ListOf(_PROBE)}, ("mean_auc", "attributes")),
     "edits": _result({"alphas": ListOf(Num(), min_items=1, max_items=1000), "attributes": ListOf(_ATTRIBUTE),
                       "judge": Obj({"trained_on": Str(1000), "aucs": MapOf(_N),

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 
 from core.models.vae import VAE
 from core.device import INFERENCE_BATCH, to_float
-from core.objectives.likelihoods import LIKELIHOOD_TERMS
+from core.objectives.likelihoods import LIKELIHOOD_TERMS, ssim
 
 LOG_2PI = math.log(2 * math.pi)
 LEVELS_BIN_WIDTH = 1 / 255  # 8-bit images are scaled by 1/255, so neighbouring levels are 1/255 apart
@@ -147,17 +147,19 @@ def _std_err(values: np.ndarray) -> float | None:
 
 @torch.inference_mode()
 def reconstruction_error(model: VAE, images: np.ndarray, kind: str, batch_size: int = INFERENCE_BATCH) -> dict:
-    """Per-pixel error of decode(posterior mean) against the image in [0, 1]: MSE, and BCE for Bernoulli decoders."""
+    """Per-pixel error of decode(posterior mean) against the image in [0, 1]: MSE, mean SSIM (7x7 uniform window,
+    the one the ssim-l1 loss uses; 1 = identical), and BCE for Bernoulli decoders."""
     device = next(model.parameters()).device
-    se, bce = 0.0, 0.0
+    se, bce, similarity = 0.0, 0.0, 0.0
     for start in range(0, len(images), batch_size):
         x = to_float(images[start:start + batch_size], device)
         logits = model.decode_logits(model.encode(x)[0])
         se += (torch.sigmoid(logits) - x).pow(2).double().sum().item()
+        similarity += ssim(torch.sigmoid(logits), x).flatten(1).mean(1).double().sum().item()
         if kind == "bernoulli":
             bce += F.binary_cross_entropy_with_logits(logits, x, reduction="sum").double().item()
     pixels = images.size
-    out = {"images": len(images), "mse_per_pixel": se / pixels}
+    out = {"images": len(images), "mse_per_pixel": se / pixels, "ssim": similarity / len(images)}
     if kind == "bernoulli":
         out["bce_per_pixel"] = bce / pixels
     return out

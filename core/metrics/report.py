@@ -76,7 +76,8 @@ def headline(name: str, r: dict) -> tuple[str, str]:
         return _f(r["iwae"], ".1f"), f"IWAE nats/image (k={r['importance_samples']}); ELBO {_f(r['elbo'], '.1f')}; {bpd}"
     if name == "reconstruction":
         bce = f", BCE {_f(r['bce_per_pixel'], '.4f')}" if "bce_per_pixel" in r else ""
-        return _f(r["mse_per_pixel"], ".4f"), f"MSE per pixel{bce}"
+        similarity = f", SSIM {_f(r['ssim'], '.3f')}" if "ssim" in r else ""
+        return _f(r["mse_per_pixel"], ".4f"), f"MSE per pixel{bce}{similarity}"
     if name == "edits":
         flip = mean_flip_rate(r)
         return (f"{flip:.3f}" if flip is not None else "-"), (f"mean flip rate at a={r['alphas'][-1]:g} (mean vectors, "

@@ -41,6 +41,12 @@ class ArchConfig:
                            "upsampling, a short path from the code to fine detail such as the mouth) or plain (the "
                            "encoder's mirror, as runs made before this option)", label="Decoder",
                            choices=("film", "plain"))
+    # masked edits (issue 15, §4): a fourth decoder channel predicts the person's mask, so an edit can be composited
+    # over the original background; needs a data set with masks (core.data.masks)
+    mask_head: bool = setting(False, "a second decoder head that predicts the person's (foreground) mask, trained "
+                              "with BCE + Dice where the data set has masks (SynthFaces renders them; real data sets "
+                              "read a CelebAMask-HQ-mask-anno/ folder); edits can then change the face and never the "
+                              "background", label="Mask head")
 
 
 PRESETS = {

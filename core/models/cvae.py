@@ -99,9 +99,19 @@ class CVAE(VAE):
         """x: float images in [0, 1] (B, 3, 64, 64), y: conditions (B, A) or None -> posterior (mu, logvar)."""
         return self.encoder(x, self.condition(y, x.shape[0]))
 
+    def decode_channels(self, z: torch.Tensor, y=None) -> torch.Tensor:
+        """Codes (B, latent_dim) under conditions y (B, A) or None -> logits (B, 3 (+1 mask), 64, 64)."""
+        return self.decoder(z, self.condition(y, z.shape[0]))
+
     def decode_logits(self, z: torch.Tensor, y=None) -> torch.Tensor:
         """Codes (B, latent_dim) under conditions y (B, A) or None -> logits (B, 3, 64, 64)."""
-        return self.decoder(z, self.condition(y, z.shape[0]))
+        return self.decode_channels(z, y)[:, :3]
+
+    def decode_mask(self, z: torch.Tensor, y=None) -> torch.Tensor:
+        """Codes under conditions y (or None) -> the predicted mask in [0, 1], (B, 1, 64, 64) (see VAE.decode_mask)."""
+        if not self.arch.mask_head:
+            raise ValueError("this model has no mask head: train it with --mask-head on a data set with masks")
+        return torch.sigmoid(self.decode_channels(z, y)[:, 3:])
 
     def decode(self, z: torch.Tensor, y=None) -> torch.Tensor:
         """Codes under conditions y (or None) -> images in [0, 1]."""
@@ -117,7 +127,7 @@ class CVAE(VAE):
         if clamp is not None:
             group_mean = clamp.group_mean(mu)
             z = clamp.apply(z, group_mean)
-        return Output(self.decoder(z, y), mu, logvar, z, group_mean)
+        return Output.of(self.decoder(z, y), mu, logvar, z, group_mean)
 
     @torch.no_grad()
     def sample(self, n: int, generator: torch.Generator | None = None, y=None) -> torch.Tensor:

@@ -33,7 +33,8 @@ class Encoder(nn.Module):
 
 
 class Decoder(nn.Module):
-    """Mirror of the encoder; returns logits (the image is their sigmoid)."""
+    """Mirror of the encoder; returns logits (the image is their sigmoid), and with `arch.mask_head` a fourth
+    channel, the logit of the person's mask."""
 
     def __init__(self, arch: ArchConfig):
         super().__init__()
@@ -45,7 +46,7 @@ class Decoder(nn.Module):
         layers = []
         for c_in, c_out in zip(chans, chans[1:]):
             layers += [nn.ConvTranspose2d(c_in, c_out, 4, 2, 1), _norm(arch.norm, c_out), nn.SiLU()]
-        self.deconv = nn.Sequential(*layers, nn.ConvTranspose2d(chans[-1], 3, 4, 2, 1))
+        self.deconv = nn.Sequential(*layers, nn.ConvTranspose2d(chans[-1], 3 + arch.mask_head, 4, 2, 1))
         # FiLM (Perez et al. 2018): with only the 4x4 MLP output depending on z, a detail the decoder draws the same
         # for every code (the mouth on SynthFaces) sends the encoder no gradient to encode it; a per-block scale and
         # shift from the code is a path from z to every resolution.
@@ -53,7 +54,7 @@ class Decoder(nn.Module):
         self.film = (nn.ModuleList(nn.Linear(code, 2 * c) for c in chans[1:]) if arch.decoder == "film" else None)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
-        """Logits (N, 3, 64, 64) of latent codes z (N, latent_dim); the image is their sigmoid."""
+        """Logits (N, 3 or 4 with a mask head, 64, 64) of latent codes z (N, latent_dim)."""
         h = self.head(z).view(-1, self.first, 4, 4)
         if self.film is None:
             return self.deconv(h)

@@ -19,11 +19,17 @@ class Output:
     logvar: torch.Tensor
     z: torch.Tensor
     group_mean: torch.Tensor | None = None  # ModVAE: (B, D) fp32 group mean of mu the clamp used, for its loss
+    mask_logits: torch.Tensor | None = None  # (B, 1, 64, 64) logit of the person's mask, with a mask head
+
+    @classmethod
+    def of(cls, channels: torch.Tensor, mu, logvar, z, group_mean=None) -> "Output":
+        """The output of a decoder's channels: the first three are the image's logits, a fourth the mask's."""
+        return cls(channels[:, :3], mu, logvar, z, group_mean, channels[:, 3:] if channels.shape[1] > 3 else None)
 
     def float(self) -> "Output":
         """fp32 copies of bf16 outputs (the losses are computed in fp32 on the fast path)."""
-        return Output(self.logits.float(), self.mu.float(), self.logvar.float(), self.z.float(),
-                      None if self.group_mean is None else self.group_mean.float())
+        optional = (None if t is None else t.float() for t in (self.group_mean, self.mask_logits))
+        return Output(self.logits.float(), self.mu.float(), self.logvar.float(), self.z.float(), *optional)
 
 
 class VAE(nn.Module):
@@ -49,9 +55,20 @@ class VAE(nn.Module):
         """x: float images in [0, 1], (B, 3, 64, 64) -> posterior (mu, logvar), each (B, latent_dim)."""
         return self.encoder(x)
 
+    def decode_channels(self, z: torch.Tensor) -> torch.Tensor:
+        """Latent codes (B, latent_dim) -> the decoder's logits (B, 3, 64, 64), plus the mask's as a fourth channel
+        with a mask head; subclasses override this, not `decode_logits`."""
+        return self.decoder(z)
+
     def decode_logits(self, z: torch.Tensor) -> torch.Tensor:
         """Latent codes (B, latent_dim) -> logits (B, 3, 64, 64), which the losses take; `decode` is their sigmoid."""
-        return self.decoder(z)
+        return self.decode_channels(z)[:, :3]
+
+    def decode_mask(self, z: torch.Tensor) -> torch.Tensor:
+        """Latent codes -> the predicted mask of the person in [0, 1], (B, 1, 64, 64); ValueError without a head."""
+        if not self.arch.mask_head:
+            raise ValueError("this model has no mask head: train it with --mask-head on a data set with masks")
+        return torch.sigmoid(self.decode_channels(z)[:, 3:])
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         """Latent codes -> images in [0, 1]: the sigmoid of `decode_logits` (which subclasses override)."""
@@ -78,7 +95,7 @@ class VAE(nn.Module):
         if clamp is not None:
             group_mean = clamp.group_mean(mu)
             z = clamp.apply(z, group_mean)
-        return Output(self.decode_logits(z), mu, logvar, z, group_mean)
+        return Output.of(self.decode_channels(z), mu, logvar, z, group_mean)
 
     @torch.no_grad()
     def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:

@@ -104,11 +104,12 @@ class _VITAE(VAE):
         return self.perspective(self.split(z)[1])
 
     def appearance_logits(self, z: torch.Tensor) -> torch.Tensor:
-        """Logits (B, 3, 64, 64) of the untransformed appearance of full codes (B, D) (only z_A is read)."""
+        """Logits (B, 3 (+1 mask), 64, 64) of the untransformed appearance of full codes (B, D) (only z_A is read)."""
         return self.decoder(self.split(z)[0])
 
-    def decode_logits(self, z: torch.Tensor) -> torch.Tensor:
-        """Latent codes (B, D) -> logits (B, 3, 64, 64): the appearance's logits warped by T(γ(z_P)), in fp32."""
+    def decode_channels(self, z: torch.Tensor) -> torch.Tensor:
+        """Latent codes (B, D) -> logits (B, 3 (+1 mask), 64, 64): the appearance's logits warped by T(γ(z_P)), in
+        fp32 (a mask moves with the face it outlines)."""
         return warp(self.appearance_logits(z), self.generator(z))
 
 
@@ -162,4 +163,4 @@ class CVITAE(_VITAE):
         if clamp is not None:
             group_mean = clamp.group_mean(mu)
             z = clamp.apply(z, group_mean)
-        return Output(self.decode_logits(z), mu, logvar, z, group_mean)
+        return Output.of(self.decode_channels(z), mu, logvar, z, group_mean)

@@ -16,6 +16,7 @@ from core.models.vae import Output
 from core.objectives.regulariser import REGULARISERS, Context
 from core.objectives.kl import kl_per_dim
 from core.objectives.likelihoods import reconstruction
+from core.objectives.masks import mask_loss, person_target
 from core.objectives.schedules import LinearWarmup
 
 if TYPE_CHECKING:  # config builds on the objectives' names, so the objectives see it only as a type
@@ -35,6 +36,7 @@ class Objective:
     regularisers: tuple[str, ...] = ()  # names in REGULARISERS, usually the model family's
     latent_dim: int = 0
     dataset_size: int = 0
+    mask_head: bool = False  # the model predicts masks: their loss is a term ("mask")
 
     def __post_init__(self):
         c = self.config
@@ -46,7 +48,8 @@ class Objective:
         self.beta = LinearWarmup(c.beta, c.warmup_steps)
         self.capacity = LinearWarmup(c.capacity_max, c.capacity_steps) if c.capacity_max > 0 else None
         self.modules = nn.ModuleDict({reg.name: reg.make(c, self.latent_dim, self.dataset_size) for reg in self.extra})
-        self.logged = tuple(name for reg in self.extra for name in reg.terms)  # the regularisers' names in the log
+        # the regularisers' terms and the mask's, by name in the log
+        self.logged = tuple(name for reg in self.extra for name in reg.terms) + (("mask",) if self.mask_head else ())
 
     @property
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:
@@ -59,8 +62,14 @@ class Objective:
         return self
 
     def __call__(self, out: Output, x: torch.Tensor, step: int, clamp: Clamp | None = None,
-                 generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
-        recon = reconstruction(out.logits, x, self.config.reconstruction)
+                 generator: torch.Generator | None = None,
+                 masks: tuple[torch.Tensor, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
+        """The loss and its logged terms; `masks` (float (B, 1, 64, 64) in [0, 1], bool (B,) known) are the batch's
+        person masks, for the mask head and --recon-region person (core.objectives.masks)."""
+        target = x
+        if masks is not None and self.config.recon_region == "person":
+            target = person_target(out.logits, x, *masks)
+        recon = reconstruction(out.logits, target, self.config.reconstruction)
         kl_dims = kl_per_dim(out.mu, out.logvar)
         kl = kl_dims.sum()
         if self.capacity is not None:
@@ -69,6 +78,9 @@ class Objective:
             kl_term = self.beta(step) * kl
         terms = {"recon": recon, "kl": kl, "kl_dims": kl_dims}
         loss = recon + kl_term
+        if self.mask_head and out.mask_logits is not None and masks is not None:
+            terms["mask"] = mask_loss(out.mask_logits, *masks)
+            loss = loss + self.config.mask_weight * terms["mask"]
         ctx = Context(clamp, generator)
         for reg in self.extra:
             named = self.modules[reg.name](out, ctx)

@@ -23,7 +23,7 @@ from core.training.conditions import condition_mean, condition_rows, with_condit
 from core.config import RunConfig
 from core.data import Dataset, load_dataset
 from core.training.cancel import CancellableSetup
-from core.training.feed import Feed
+from core.training.feed import Feed, Masks, needs_masks
 from core.device import pick_device, to_float
 from core.data.images import grid, save_png
 from core.objectives.objective import Objective
@@ -85,7 +85,8 @@ class Trainer:
         distributed.check_batch_size(cfg.train.batch_size, self.batches.group_size)  # whole groups on every rank
         self.feed = Feed(self.dataset, lambda step: distributed.shard_batch(self.batches(step)), self.device,
                          progress=self.progress,
-                         conditions=condition_rows(self.dataset) if cfg.family.conditional else None)
+                         conditions=condition_rows(self.dataset) if cfg.family.conditional else None,
+                         masks=needs_masks(cfg.arch.mask_head, cfg.loss.recon_region, self.dataset))
         self.speed = Speedups.for_run(cfg.train.mode, cfg.train.compile, self.device)
         torch.manual_seed(cfg.train.seed)
         self.model = self.speed.prepare(cfg.family.build(cfg.arch).to(self.device))
@@ -98,7 +99,7 @@ class Trainer:
         self.lr = LearningRate(cfg.train.lr, cfg.train.lr_warmup_steps, cfg.train.lr_decay, cfg.train.steps)
         # the regularisers' own modules (FactorVAE's discriminator) are built after the model, from the same seed
         self.objective = Objective(cfg.loss, cfg.family.regularisers, cfg.arch.latent_dim,
-                                   len(self.dataset.indices("train"))).to(self.device)
+                                   len(self.dataset.indices("train")), cfg.arch.mask_head).to(self.device)
         self.blocks = (FactorBlocks(self.batches.num_factors, cfg.modvae.dims_per_factor, cfg.arch.latent_dim)
                        if cfg.family.grouped else None)
         self.val_index = self._fixed_subset("val", cfg.train.val_images)
@@ -151,6 +152,13 @@ class Trainer:
             return {}
         return {"y": torch.from_numpy(self.feed.conditions[index]).to(self.device)}
 
+    def _masks(self, index: np.ndarray) -> Masks | None:
+        """The images' person masks on the device when training uses them (as the feed gives them), else None."""
+        if not self.feed.masks:
+            return None
+        masks, known = self.dataset.masks(index)
+        return to_float(masks, self.device), torch.from_numpy(known).to(self.device)
+
     def _generator(self, step: int) -> torch.Generator:
         g = torch.Generator(device=self.device)
         g.manual_seed(self.config.train.seed * 1_000_003 + step)
@@ -171,7 +179,7 @@ class Trainer:
 
     def train_step(self, step: int) -> dict[str, torch.Tensor]:
         """One optimizer step on batch `step`; the loss terms as detached device tensors (no host sync)."""
-        batch, x, y = self.feed.fetch(step)
+        batch, x, y, masks = self.feed.fetch(step)
         x = self.speed.images(x)
         given = {} if y is None else {"y": y}  # a conditional family's attribute rows
         clamp = self._clamp(batch)
@@ -180,7 +188,7 @@ class Trainer:
             out = self.train_model(x, noise, clamp, **given)
         out = out.float()
         generator = self._regulariser_generator(step) if self.objective.modules else None
-        terms = self.objective(out, x, step, clamp, generator)
+        terms = self.objective(out, x, step, clamp, generator, masks)
         self.optimizer.zero_grad(set_to_none=True)
         terms["loss"].backward()
         for group in self.optimizer.param_groups:
@@ -196,7 +204,8 @@ class Trainer:
         recon = kl = 0.0
         for chunk in np.array_split(self.val_index, max(1, len(self.val_index) // 256)):
             x = to_float(self.dataset.images(chunk), self.device)
-            terms = self.objective(self.model(x, **self._conditions(chunk)), x, self.config.train.steps)
+            terms = self.objective(self.model(x, **self._conditions(chunk)), x, self.config.train.steps,
+                                   masks=self._masks(chunk))
             recon += terms["recon"].item() * len(chunk)
             kl += terms["kl"].item() * len(chunk)
         self.model.train()
