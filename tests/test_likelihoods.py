@@ -3,9 +3,10 @@ import math
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from core.metrics.likelihood import log_likelihood
-from core.objectives.likelihoods import LIKELIHOOD_TERMS, reconstruction, ssim
+from core.objectives.likelihoods import LIKELIHOOD_TERMS, _box_mean, reconstruction, ssim
 
 
 def gaussian_nll(mean, x, variance):
@@ -40,6 +41,12 @@ def test_ssim_is_one_for_identical_images_and_lower_for_different_ones():
     perfect = reconstruction(torch.logit(a.clamp(1e-4, 1 - 1e-4)), a, "ssim-l1")
     assert perfect.item() == pytest.approx(0, abs=0.05)
     assert reconstruction(torch.zeros_like(a), a, "ssim-l1") > 10 * max(perfect.item(), 1e-3)
+
+
+def test_ssims_window_means_are_avg_pools_with_edges_clipped():
+    for shape in [(2, 3, 64, 64), (1, 1, 5, 9)]:  # a window wider than the image too
+        t = torch.rand(*shape)
+        assert torch.allclose(_box_mean(t, 7), F.avg_pool2d(t, 7, 1, 3, count_include_pad=False), atol=1e-5)
 
 
 def test_ssim_l1_is_not_a_likelihood_and_says_so():
