@@ -66,7 +66,7 @@ def main() -> None:
                      "background_change_composited": change_outside(faces, kept, person),
                      "person_change_plain": edit_size, "flip_plain": flips[0], "flip_composited": flips[1]})
     print(f"run {a.run} (step {run.checkpoint_step()}), {len(index)} held-out faces without {a.attribute}; "
-          f"judge held-out AUC {judge.aucs.get(a.attribute)}, accuracy {judge.scores.get('accuracy', {}).get(a.attribute)}")
+          f"judge held-out ROC-AUC on real faces {judge.aucs.get(a.attribute)}")
     print("| α | background change, plain | background change, composited | edit inside the person | "
           "flip rate, plain | flip rate, composited |")
     print("|---|---|---|---|---|---|")

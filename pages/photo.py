@@ -74,7 +74,7 @@ dataset = load_data_or_none(run, "editing by attribute vector or condition (they
 names = list(dataset.attributes.names) if dataset is not None else []
 kinds = (["Attribute vector"] if names else []) + (["Condition"] if names and run.config.family.conditional else [])
 how = st.radio("Edit with", kinds + ["Labelled dim"], horizontal=True, key="photo_how")
-keep = keep_background(run, "photo_keep_background") and how != "Condition"
+keep = how != "Condition" and keep_background(run, "photo_keep_background")  # conditions: not composited
 
 edited, title = None, ""
 if how == "Labelled dim":

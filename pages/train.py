@@ -7,7 +7,8 @@ import time
 
 import streamlit as st
 
-from core.config import RunConfig, command_line, option_value
+from core import recipes
+from core.config import DataConfig, RunConfig, command_line, option_value
 from core.data import load_dataset
 from core.models.family import FAMILIES
 from core.runs import jobs
@@ -30,16 +31,37 @@ def duration(seconds: float | None) -> str:
     return f"{hours} h {minutes:02d} min" if hours else f"{minutes} min {s:02d} s" if minutes else f"{s} s"
 
 
+def _recipe_options(chosen: str, dataset: str) -> dict:
+    recipe = recipes.resolve(chosen, dataset)
+    return recipe.options if recipe else {}
+
+
+def _show_recipe() -> None:
+    """On a new recipe: the widgets of what recipes set start again from their defaults, the new recipe's."""
+    for key in {k for r in recipes.RECIPES for k in r.options}:
+        st.session_state.pop(f"tr_{key}", None)
+
+
 def new_run_form() -> tuple[dict, str | None, float | None]:
     """The form as settings ({"section.field": value}), the run name and, when asked in epochs, the epoch count.
-    Defaults come from RunConfig for the chosen family, so the page, the CLI and Python agree."""
-    c1, c2, c3 = st.columns(3)
+    Defaults come from RunConfig for the chosen family under the chosen recipe (core.recipes), so the page, the CLI
+    and Python agree."""
+    dataset = st.session_state.get("tr_data.dataset", DataConfig().dataset)  # the data set widget is drawn below
     titles = {f.title: f.name for f in FAMILIES}
-    model = titles[c1.radio("Model", list(titles), index=list(titles.values()).index("beta-vae"), horizontal=True,
+    st.selectbox("Recipe", recipes.choices(), key="tr_recipe", on_change=_show_recipe,
+                 help="a measured bundle of settings; auto: the data set's ("
+                      + "; ".join(f"{r.name} for {', '.join(r.datasets)}: {r.summary}" for r in recipes.RECIPES)
+                      + "); none: the family's own defaults")
+    given = _recipe_options(st.session_state["tr_recipe"], dataset)
+    c1, c2, c3 = st.columns(3)
+    first = given.get("model", RunConfig.__dataclass_fields__["model"].default)
+    model = titles[c1.radio("Model", list(titles), index=list(titles.values()).index(first), horizontal=True,
                             key="tr_model", help="; ".join(f"{f.title}: {f.summary}" for f in FAMILIES))]
     family = FAMILIES[model]
-    defaults = RunConfig(name="form", model=model)
-    options: dict = {"model": model}
+    defaults = RunConfig.from_options({**given, "model": model}, "form")
+    options: dict = {**given, "model": model}  # what the recipe sets and the form does not show goes as it is
+    if given:
+        say("caption", "Recipe settings: {settings}.", settings=", ".join(f"{k} = {v}" for k, v in given.items()))
 
     def field(key: str, column, per_family: bool = False, **kwargs) -> None:
         widget_key = f"tr_{key}_{model}" if per_family else f"tr_{key}"

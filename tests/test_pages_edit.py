@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,8 @@ from streamlit.testing.v1 import AppTest
 
 from core.explore.arithmetic import LEARNED_AUC, unlearned_warning
 from core.runs.folder import Run
+from core.training.loop import train
+from tests.tiny import tiny_config
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -26,6 +29,8 @@ def runs_dir(tiny_runs_dir, tmp_path_factory):
     config["name"] = "tiny-elsewhere"
     config["data"] = {**config["data"], "dataset": "celeba", "root": "/nowhere/celeba"}
     (root / "tiny-elsewhere" / "config.json").write_text(json.dumps(config))
+    masked = tiny_config("tiny-masked", model="vae", dataset="synthfaces", steps=20)
+    train(replace(masked, arch=replace(masked.arch, mask_head=True)).validate(), root, progress=False)
     return root
 
 
@@ -115,6 +120,18 @@ def test_moving_alpha_changes_only_the_edited_image(runs_dir, monkeypatch):
     assert after[2] != before[2]
     assert after[:2] == before[:2] and after[3:] == before[3:]
     assert not at.exception
+
+
+def test_a_run_with_a_mask_head_keeps_the_background_of_its_edits(runs_dir, monkeypatch):
+    plain_run = open_page("arithmetic.py", runs_dir, monkeypatch)
+    assert not [t for t in plain_run.toggle if t.key == "arith_keep_background"]  # no mask head: nothing to keep
+    at = open_page("arithmetic.py", runs_dir, monkeypatch, run="tiny-masked")
+    assert at.toggle(key="arith_keep_background").value is True
+    kept = pictures(at)
+    at.toggle(key="arith_keep_background").set_value(False).run()
+    plain = pictures(at)
+    assert not at.exception and plain[:2] == kept[:2]  # originals and reconstructions stay
+    assert plain[2] != kept[2] and plain[3:] != kept[3:]  # the edit and the spectrum are drawn without compositing
 
 
 def test_every_column_of_faces_says_what_it_shows(runs_dir, monkeypatch):

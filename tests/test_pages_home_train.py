@@ -127,6 +127,16 @@ def test_train_page_overlays_runs_and_switches_to_a_log_axis(runs):
     assert len(heat["y"]) in (8, 12) and len(figures(at)[-1]["data"][0]["y"]) == 12  # one row per latent dim
 
 
+def test_the_train_form_starts_from_the_data_sets_recipe_and_none_restores_the_family_defaults(runs):
+    at = train_page()
+    assert at.selectbox(key="tr_recipe").value == "auto"
+    assert at.radio(key="tr_model").value == "VAE" and at.number_input(key="tr_train.steps").value == 3000
+    at.selectbox(key="tr_recipe").set_value("none").run()
+    assert at.radio(key="tr_model").value == "β-VAE" and at.number_input(key="tr_train.steps").value == 2000
+    at.selectbox(key="tr_recipe").set_value("faces").run()
+    assert "loss.reconstruction = ssim-l1" in " ".join(c.value for c in at.caption) and not at.exception
+
+
 @pytest.mark.parametrize("field, value, message", [
     ("tr_name", "a/b", "run name"),
     ("tr_name", "tiny-bvae", "already exists"),

@@ -11,6 +11,7 @@ import sys
 import time
 from pathlib import Path
 
+from core import recipes
 from core.config import DataConfig, RunConfig, all_settings, command_line
 from core.data import DataError
 from core.runs.folder import find_run
@@ -24,6 +25,11 @@ def add_train_parser(sub) -> None:
     p.add_argument("--resume", metavar="RUN", help="continue RUN from its last checkpoint (other options but --steps "
                                                    "are ignored)")
     p.add_argument("--epochs", type=float, help="alternative to --steps: passes over the train split")
+    p.add_argument("--recipe", choices=recipes.choices(), default=recipes.AUTO,
+                   help="a measured bundle of settings for a kind of data; auto: the data set's ("
+                        + "; ".join(f"{r.name} for {', '.join(r.datasets)}: {r.summary}" for r in recipes.RECIPES)
+                        + "), none: the family's own defaults. Options you give win over the recipe's "
+                          "(default auto)")
     for s in all_settings():
         if s.flag is None:
             continue
@@ -47,9 +53,10 @@ def add_train_parser(sub) -> None:
 
 def config_from_args(a: argparse.Namespace) -> RunConfig:
     """The run `train`'s options describe (validated; --epochs is converted to steps by the caller)."""
-    options = {k: v for k, v in vars(a).items() if k == "model" or "." in k}
+    given = {k: v for k, v in vars(a).items() if k == "model" or "." in k}
+    dataset = given.get("data.dataset", DataConfig().dataset)
+    options = recipes.with_recipe(given, getattr(a, "recipe", recipes.AUTO), dataset)
     model = options.get("model", RunConfig.__dataclass_fields__["model"].default)
-    dataset = options.get("data.dataset", DataConfig().dataset)
     return RunConfig.from_options(options, name=a.name or f"{model}-{dataset}-{time.strftime('%Y%m%d-%H%M%S')}")
 
 
