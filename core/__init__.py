@@ -4,6 +4,7 @@ Folders, lowest layer first (a module imports only from its own folder and the l
 enforces this):
   config.py, fileio.py, schema.py, device.py,    settings, atomic files and the untrusted-JSON reader, its
   registry.py                                    schemas, devices, name registries
+  recipes.py     measured bundles of settings per kind of data, for the CLI and the Train page (registry)
   models/        networks and model families             (nothing above)
   objectives/    likelihoods, KL, regularisers, schedules (models)
   data/          data sets, decoding, caches, pictures, uploaded photos (config)

@@ -16,6 +16,8 @@ AUTO, NONE = "auto", "none"
 
 @dataclass(frozen=True)
 class Recipe:
+    """A named bundle of settings, what `auto` gives it to, and where its measurements are."""
+
     name: str
     summary: str
     datasets: tuple[str, ...]  # the data sets `auto` gives it to

@@ -180,14 +180,15 @@ def test_family_sweep_recipe_table_gives_each_attributes_median_auc_and_the_lowe
     a = sweep.parse_args(["--grid", "vae", "vae:--lr 1e-3", "--seeds", "0,1", "--steps", "10,20"])
     record = lambda entry, seed, step, smile, mse: {  # noqa: E731
         "entry": entry, "seed": seed, "step": step, "probes": {"Smiling": smile, "Bangs": 0.9},
-        "scores": {"reconstruction": mse}, "train_seconds": 60.0 * (seed + 1)}
+        "scores": {"reconstruction": mse, **({"ssim": 0.5 + smile / 10} if seed == 0 else {})},
+        "train_seconds": 60.0 * (seed + 1)}
     rows = [record("vae", 0, 20, 0.6, 0.002), record("vae", 1, 20, 0.8, 0.004), record("vae", 0, 10, 0.5, 0.01),
             record("vae-lr-1e3", 0, 20, 0.95, 0.003)]
     lines = sweep.probe_table(a, rows).splitlines()
-    assert lines[0] == "| entry | steps | Bangs | Smiling | lowest | recon MSE/pixel | train min |"
-    assert lines[2:] == ["| vae | 10 | 0.90 | 0.50 | 0.50 | 0.0100 | 1.0 |",
-                         "| vae | 20 | 0.90 | 0.70 | 0.70 | 0.0030 | 1.5 |",  # medians over the two seeds
-                         "| vae --lr 1e-3 | 20 | 0.90 | 0.95 | 0.90 | 0.0030 | 1.0 |"]
+    assert lines[0] == "| entry | steps | Bangs | Smiling | lowest | recon MSE/pixel | recon SSIM | train min |"
+    assert lines[2:] == ["| vae | 10 | 0.90 | 0.50 | 0.50 | 0.0100 | 0.550 | 1.0 |",
+                         "| vae | 20 | 0.90 | 0.70 | 0.70 | 0.0030 | 0.560 | 1.5 |",  # medians over the two seeds
+                         "| vae --lr 1e-3 | 20 | 0.90 | 0.95 | 0.90 | 0.0030 | 0.595 | 1.0 |"]
 
 
 def test_dashboard_latency_measures_a_page_idle_and_beside_a_training_job():

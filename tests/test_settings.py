@@ -6,6 +6,7 @@ import shlex
 
 import pytest
 
+from core import recipes
 from core.cli import build_parser, config_from_args
 from core.config import RunConfig, all_settings, option_value
 from core.models.family import FAMILIES
@@ -27,10 +28,13 @@ def sections(config: RunConfig) -> dict:
 @pytest.mark.parametrize("model", FAMILIES.names())
 def test_python_cli_and_form_give_one_family_the_same_defaults(model):
     python = RunConfig(name="x", model=model)
-    assert sections(cli_config("--model", model)) == sections(python)
+    assert sections(cli_config("--model", model, "--recipe", "none")) == sections(python)
     assert sections(RunConfig.from_options({"model": model}, "x")) == sections(python)
     for key, value in FAMILIES[model].defaults.items():
         assert option_value(python, key) == value
+    # by default both the CLI and the Train page lay the data set's recipe under what is given (core.recipes)
+    under_recipe = RunConfig.from_options(recipes.with_recipe({"model": model}, recipes.AUTO, "synthfaces"), "x")
+    assert sections(cli_config("--model", model)) == sections(under_recipe)
 
 
 def test_beta_vae_in_python_has_the_family_recipe_not_the_plain_one():

@@ -27,7 +27,6 @@ from core.data.base import IMAGE_SIZE, WHERE_MASKS_COME_FROM, DataError
 
 logger = logging.getLogger(__name__)
 
-IMAGE_BYTES = 3 * IMAGE_SIZE * IMAGE_SIZE
 _FILL_CHUNK = 4096
 
 
@@ -52,12 +51,13 @@ def _masks(rows: torch.Tensor | None) -> Masks | None:
     return as_float(rows[:, :1]), rows[:, 1, 0, 0] > 0
 
 
-def fits_on_device(n_images: int, device: torch.device) -> bool:
-    """Half the free memory for the images leaves the other half to activations and the optimizer."""
+def fits_on_device(n_images: int, device: torch.device, channels: int = 3) -> bool:
+    """Half the free memory for the images (uint8, `channels` planes each) leaves the other half to activations and
+    the optimizer."""
     if device.type != "cuda":
         return False
     free, _ = torch.cuda.mem_get_info(device)
-    return n_images * IMAGE_BYTES <= free // 2
+    return n_images * channels * IMAGE_SIZE * IMAGE_SIZE <= free // 2
 
 
 def resident_images(dataset: Dataset, device: torch.device, progress: bool = False,
@@ -90,7 +90,7 @@ class Feed:
                  masks: bool = False):
         self.dataset, self.batches, self.device = dataset, batches, device
         if resident is None:
-            resident = fits_on_device(len(dataset), device)
+            resident = fits_on_device(len(dataset), device, 3 + 2 * masks)  # masks: 2 planes (see _mask_rows)
         self.store = resident_images(dataset, device, progress) if resident else None
         self.conditions = conditions  # (N, A) float32 host rows, or None
         self.condition_store = (torch.from_numpy(conditions).to(device)
