@@ -9,6 +9,7 @@ import json
 import shutil
 import struct
 import zlib
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -234,6 +235,8 @@ def runs_dir(tiny_runs_dir, tmp_path_factory):
     root = tmp_path_factory.mktemp("photo") / "runs"
     shutil.copytree(tiny_runs_dir, root)
     train(tiny_config("tiny-cvae", model="cvae", dataset="synthfaces", steps=10), root, progress=False)
+    masked = tiny_config("tiny-masked", model="vae", dataset="synthfaces", steps=10)
+    train(replace(masked, arch=replace(masked.arch, mask_head=True)).validate(), root, progress=False)
     for run in list_runs(root):
         load_or_encode(run, "train", 5000)
     return root
@@ -272,6 +275,17 @@ def test_the_page_edits_an_upload_and_offers_the_download(runs_dir, monkeypatch)
     assert pictures(at)[0] != first[0] and pictures(at)[1] != first[1]  # a new frame: a new preview and crop
     assert not at.exception and not at.error
     assert files_of(runs_dir / "tiny-bvae") == before  # nothing written into the run folder
+
+
+def test_a_run_with_a_mask_head_keeps_the_photos_background(runs_dir, monkeypatch):
+    at = open_page(runs_dir, monkeypatch, run="tiny-masked")
+    at.file_uploader(key="photo_upload").set_value(("face.png", face_photo(), "image/png")).run()
+    assert at.toggle(key="photo_keep_background").value is True and not at.exception
+    kept = pictures(at)
+    at.toggle(key="photo_keep_background").set_value(False).run()
+    assert pictures(at)[:3] == kept[:3] and pictures(at)[3] != kept[3]  # only the edit is drawn otherwise
+    at.radio(key="photo_how").set_value("Labelled dim").run()
+    assert at.toggle(key="photo_keep_background") and not at.exception
 
 
 @pytest.mark.parametrize("name, data, message", [
