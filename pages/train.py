@@ -32,14 +32,15 @@ def duration(seconds: float | None) -> str:
 
 
 def _recipe_options(chosen: str, dataset: str) -> dict:
+    """What the chosen recipe sets on `dataset`. When that recipe changes (another choice, or `auto` on another data
+    set), the widgets of what recipes set start again from their defaults, the new recipe's."""
     recipe = recipes.resolve(chosen, dataset)
+    applied = recipe.name if recipe else recipes.NONE
+    if st.session_state.get("tr_recipe_applied", applied) != applied:
+        for key in {k for r in recipes.RECIPES for k in r.options}:
+            st.session_state.pop(f"tr_{key}", None)
+    st.session_state["tr_recipe_applied"] = applied
     return recipe.options if recipe else {}
-
-
-def _show_recipe() -> None:
-    """On a new recipe: the widgets of what recipes set start again from their defaults, the new recipe's."""
-    for key in {k for r in recipes.RECIPES for k in r.options}:
-        st.session_state.pop(f"tr_{key}", None)
 
 
 def new_run_form() -> tuple[dict, str | None, float | None]:
@@ -48,7 +49,7 @@ def new_run_form() -> tuple[dict, str | None, float | None]:
     and Python agree."""
     dataset = st.session_state.get("tr_data.dataset", DataConfig().dataset)  # the data set widget is drawn below
     titles = {f.title: f.name for f in FAMILIES}
-    st.selectbox("Recipe", recipes.choices(), key="tr_recipe", on_change=_show_recipe,
+    st.selectbox("Recipe", recipes.choices(), key="tr_recipe",
                  help="a measured bundle of settings; auto: the data set's ("
                       + "; ".join(f"{r.name} for {', '.join(r.datasets)}: {r.summary}" for r in recipes.RECIPES)
                       + "); none: the family's own defaults")

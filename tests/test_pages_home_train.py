@@ -135,6 +135,11 @@ def test_the_train_form_starts_from_the_data_sets_recipe_and_none_restores_the_f
     assert at.radio(key="tr_model").value == "β-VAE" and at.number_input(key="tr_train.steps").value == 2000
     at.selectbox(key="tr_recipe").set_value("faces").run()
     assert "loss.reconstruction = ssim-l1" in " ".join(c.value for c in at.caption) and not at.exception
+    assert at.number_input(key="tr_train.steps").value == 2000
+    at.selectbox(key="tr_recipe").set_value("auto").run()
+    at.selectbox(key="tr_data.dataset").set_value("celeba").run()  # auto on CelebA: the faces recipe
+    assert at.number_input(key="tr_train.steps").value == 2000 and at.radio(key="tr_model").value == "VAE"
+    assert "loss.reconstruction = ssim-l1" in " ".join(c.value for c in at.caption)
 
 
 @pytest.mark.parametrize("field, value, message", [

@@ -52,7 +52,7 @@ def part_files(root: Path) -> dict[str, list[Path]] | None:
         return None
     found: dict[str, list[Path]] = {}
     count = 0
-    for path in sorted(folder.rglob("*.png")):
+    for path in folder.rglob("*.png"):  # unsorted, so the bound holds before a huge folder is listed whole
         stem = _image_stem(path.stem)
         if not stem:
             continue
@@ -99,7 +99,11 @@ def load_masks(root: Path, files: Sequence[str], crop: SquareCrop, cache_dir=Non
     for row, stem in enumerate(stems):
         if stem in used:
             values[row], known[row] = union_mask(used[stem], crop), True
-    directory.mkdir(parents=True, exist_ok=True)
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise DataError(f"cannot create the cache folder {directory} ({error}); set LATENTLAB_CACHE to a writable "
+                        "folder") from error
     with temporary(directory, ".npz") as building:
         with open(building, "wb") as out:
             np.savez(out, values=values, known=known)
