@@ -27,7 +27,9 @@ from core.data import load_dataset
 from core.explore.arithmetic import VectorSpec, build_vector, edit
 from core.explore.composite import change_outside, masked_edit
 from core.explore.encode import encode, load_or_encode
+from core.data.images import save_png
 from core.explore.generate import decode
+from core.explore.traverse import labelled_grid
 from core.metrics.classifier import ClassifierSettings, load_or_train
 from core.metrics.registry import FAST
 from core.runs.folder import Run, default_runs_dir
@@ -39,6 +41,8 @@ def main() -> None:
     p.add_argument("--attribute", default="Smiling")
     p.add_argument("--alphas", default="0,1,2")
     p.add_argument("--faces", type=int, default=200)
+    p.add_argument("--picture", type=Path, help="also draw 8 of the faces: original, edit as decoded and composited "
+                                                "at the largest α, and the predicted mask")
     a = p.parse_args()
     run = Run(default_runs_dir() / a.run)
     model = run.load_model("cpu").eval()
@@ -74,6 +78,14 @@ def main() -> None:
         print(f"| {r['alpha']:g} | {r['background_change_plain']:.2f} | {r['background_change_composited']:.2f} | "
               f"{r['person_change_plain']:.2f} | {r['flip_plain']:.2f} | {r['flip_composited']:.2f} |")
     print(json.dumps(rows))
+    if a.picture:
+        few = slice(0, 8)
+        mask = decode(model, z[few], mask=True)
+        pictures = [faces[few], plain[few], kept[few], np.repeat(mask, 3, axis=1)]
+        labels = ["held-out faces", f"edit, alpha = {alpha:g}\nas decoded", f"edit, alpha = {alpha:g}\ncomposited",
+                  "predicted mask"]
+        save_png(a.picture, labelled_grid(np.stack(pictures), labels, scale=2))
+        print(f"wrote {a.picture}")
 
 
 if __name__ == "__main__":
