@@ -80,7 +80,7 @@ def main() -> None:
     print(json.dumps(rows))
     if a.picture:
         few = slice(0, 8)
-        mask = decode(model, z[few], mask=True)
+        mask = decode(model, z[few], part="mask")
         pictures = [faces[few], plain[few], kept[few], np.repeat(mask, 3, axis=1)]
         labels = ["held-out faces", f"edit, alpha = {alpha:g}\nas decoded", f"edit, alpha = {alpha:g}\ncomposited",
                   "predicted mask"]

@@ -167,7 +167,7 @@ def test_training_with_a_mask_head_learns_the_outline_and_edits_keep_the_backgro
     z = model.encode(torch.from_numpy(faces).float() / 255)[0].detach().numpy()
     edits = np.stack([z + 2.0, z - 2.0], axis=1)  # (faces, 2 edits, D)
     kept = masked_edit(model, faces, z, edits)
-    predicted = np.maximum(*(decode(model, c, mask=True) for c in (z, edits[:, 0])))
+    predicted = np.maximum(*(decode(model, c, part="mask") for c in (z, edits[:, 0])))
     background = predicted[:, 0] == 0
     assert kept.shape == (6, 2, 3, 64, 64)
     assert (kept[:, 0].transpose(0, 2, 3, 1)[background] == faces.transpose(0, 2, 3, 1)[background]).all()

@@ -55,7 +55,7 @@ def config_from_args(a: argparse.Namespace) -> RunConfig:
     """The run `train`'s options describe (validated; --epochs is converted to steps by the caller)."""
     given = {k: v for k, v in vars(a).items() if k == "model" or "." in k}
     dataset = given.get("data.dataset", DataConfig().dataset)
-    options = recipes.with_recipe(given, getattr(a, "recipe", recipes.AUTO), dataset)
+    options = recipes.with_recipe(given, a.recipe, dataset)
     model = options.get("model", RunConfig.__dataclass_fields__["model"].default)
     return RunConfig.from_options(options, name=a.name or f"{model}-{dataset}-{time.strftime('%Y%m%d-%H%M%S')}")
 

@@ -130,7 +130,7 @@ def _build(root: Path, files: list[str], crop: SquareCrop, path: Path, tag: str,
            workers: int) -> ImageCache:
     start = time.perf_counter()
     kept, failed = [], []
-    with temporary(path.parent, ".npy") as full:
+    with _temporary(path.parent, ".npy") as full:
         pixels = _allocate(full, len(files))
         bar = tqdm(total=len(files), desc=f"decoding {tag} images", unit="img",
                    file=sys.stderr, disable=not progress)
@@ -148,7 +148,7 @@ def _build(root: Path, files: list[str], crop: SquareCrop, path: Path, tag: str,
             examples = "; ".join(f"{file} ({reason})" for file, reason in failed[:3])
             raise DataError(f"none of the {len(files)} images under {root} could be decoded, e.g. {examples}")
         if failed:
-            with temporary(path.parent, ".npy") as compact:
+            with _temporary(path.parent, ".npy") as compact:
                 _copy_rows(full, compact, len(kept))
                 os.replace(compact, path)
         else:
@@ -187,7 +187,7 @@ def _copy_rows(source: Path, target: Path, rows: int, block: int = 4096) -> None
 
 
 @contextmanager
-def temporary(directory: Path, suffix: str) -> Iterator[Path]:
+def _temporary(directory: Path, suffix: str) -> Iterator[Path]:
     """A fresh temporary file in `directory`, removed on exit unless os.replace moved it.
 
     Same folder as the target, so os.replace is an atomic rename: readers see either no

@@ -11,7 +11,7 @@ import numpy as np
 from core.data.base import Attributes, DataError, Dataset
 from core.data.cache import load_or_build
 from core.data.decode import SquareCrop
-from core.data.masks import load_masks
+from core.data.masks import Masks, load_masks
 
 
 def lookup(files: Sequence[str], row_of: dict[str, int], table: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -46,6 +46,7 @@ class CachedImageDataset(Dataset):
     root: Path  # the data set folder, as resolved from what the user passed
     has_attributes: np.ndarray  # (N,) bool: the image has a row in the attribute file
     _pixels: np.ndarray | None = None
+    _masks: Masks | None = None  # set by _decode when the data root holds a mask folder
 
     def __init__(self) -> None:
         self.notes: list[str] = []
@@ -108,7 +109,7 @@ class CachedImageDataset(Dataset):
     @property
     def has_masks(self) -> bool:
         """Whether the data root holds a mask folder (core.data.masks)."""
-        return getattr(self, "_masks", None) is not None
+        return self._masks is not None
 
     def masks(self, index: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The rows' foreground masks, uint8 (n, 1, 64, 64), and which have one (see `Dataset.masks`)."""

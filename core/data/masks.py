@@ -10,8 +10,8 @@ them). Masks are built once and cached next to the image cache, keyed by the mas
 from __future__ import annotations
 
 import hashlib
+import io
 import json
-import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Sequence
@@ -20,12 +20,14 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from core.data.base import IMAGE_SIZE, DataError
-from core.data.cache import temporary, default_cache_dir
+from core.data.cache import default_cache_dir
 from core.data.decode import SquareCrop
+from core.fileio import write_bytes
 
 MASK_DIR = "CelebAMask-HQ-mask-anno"
 PARTS = ("skin", "nose", "eye_g", "l_eye", "r_eye", "l_brow", "r_brow", "l_ear", "r_ear", "mouth", "u_lip", "l_lip",
          "hair", "hat", "ear_r", "neck_l", "neck", "cloth")
+_LONGEST_FIRST = sorted(PARTS, key=len, reverse=True)  # "neck_l" before "neck"
 MAX_MASK_FILES = 5_000_000
 MAX_MASK_PIXELS = 4096 * 4096  # CelebAMask-HQ's are 512 x 512
 FORMAT_VERSION = 1
@@ -65,7 +67,7 @@ def part_files(root: Path) -> dict[str, list[Path]] | None:
 
 def _image_stem(name: str) -> str:
     """"000001" of "000001_skin" or "000001_neck_l" (part names may hold a "_"); an unknown part ends at the last "_"."""
-    for part in sorted(PARTS, key=len, reverse=True):
+    for part in _LONGEST_FIRST:
         if name.endswith("_" + part):
             return name[:-len(part) - 1]
     return name.rpartition("_")[0]
@@ -82,7 +84,8 @@ def load_masks(root: Path, files: Sequence[str], crop: SquareCrop, cache_dir=Non
         raise DataError(f"{root / MASK_DIR} names none of the {len(files)} images (it has e.g. "
                         f"{sorted(parts)[:3]}, the images are e.g. {stems[:3]}): name each part file "
                         "<image stem>_<part>.png, e.g. 000001_skin.png for 000001.jpg")
-    stamp = [(str(p.relative_to(root)), p.stat().st_size, p.stat().st_mtime_ns) for ps in used.values() for p in ps]
+    stamp = [(str(p.relative_to(root)), s.st_size, s.st_mtime_ns) for ps in used.values() for p in ps
+             for s in [p.stat()]]
     key = hashlib.sha256(json.dumps({"version": FORMAT_VERSION, "root": str(root.resolve()), "stems": stems,
                                      "parts": stamp, "crop": asdict(crop)}).encode()).hexdigest()[:20]
     directory = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
@@ -99,15 +102,13 @@ def load_masks(root: Path, files: Sequence[str], crop: SquareCrop, cache_dir=Non
     for row, stem in enumerate(stems):
         if stem in used:
             values[row], known[row] = union_mask(used[stem], crop), True
+    buffer = io.BytesIO()
+    np.savez(buffer, values=values, known=known)
     try:
-        directory.mkdir(parents=True, exist_ok=True)
+        write_bytes(path, buffer.getvalue())
     except OSError as error:
-        raise DataError(f"cannot create the cache folder {directory} ({error}); set LATENTLAB_CACHE to a writable "
+        raise DataError(f"cannot write the mask cache {path} ({error}); set LATENTLAB_CACHE to a writable "
                         "folder") from error
-    with temporary(directory, ".npz") as building:
-        with open(building, "wb") as out:
-            np.savez(out, values=values, known=known)
-        os.replace(building, path)
     return Masks(values, known, root / MASK_DIR)
 
 

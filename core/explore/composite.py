@@ -22,8 +22,9 @@ def masked_edit(model: VAE, original: np.ndarray, z: np.ndarray, edited_codes: n
     the edit, so a person the edit grows (longer hair) is drawn and one it shrinks leaves no hole."""
     extra = edited_codes.ndim - 2  # the leading axes after the face axis (α steps)
     where = (slice(None), *([None] * extra))
-    mask = np.maximum(decode(model, z, mask=True)[where], decode(model, edited_codes, mask=True))
-    return composite(original[where], decode(model, edited_codes), mask)
+    edits = decode(model, edited_codes, part="both")  # one decoder pass for the edit and its mask
+    mask = np.maximum(decode(model, z, part="mask")[where], edits[..., 3:, :, :])
+    return composite(original[where], edits[..., :3, :, :], mask)
 
 
 def change_outside(before: np.ndarray, after: np.ndarray, person: np.ndarray) -> float:

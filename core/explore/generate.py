@@ -13,11 +13,11 @@ INTERPOLATIONS = ("linear", "spherical")
 
 @torch.inference_mode()
 def decode(model: VAE, z: np.ndarray, batch_size: int = 256, y: np.ndarray | None = None,
-           mask: bool = False) -> np.ndarray:
+           part: str = "image") -> np.ndarray:
     """Codes (..., D) -> uint8 images (..., 3, 64, 64); any leading shape (faces × steps) is kept. `y`: a
     conditional model's conditions (..., A) with the same leading shape (None: the model's default, see
-    core.models.cvae); only conditional models take it. `mask`: the mask head's person masks (..., 1, 64, 64)
-    instead, 255 on the person."""
+    core.models.cvae); only conditional models take it. `part`: "image", "mask" (the mask head's person masks
+    (..., 1, 64, 64), 255 on the person) or "both" (image then mask, (..., 4, 64, 64), from one decoder pass)."""
     z = np.asarray(z, dtype=np.float32)
     flat = z.reshape(-1, z.shape[-1])
     conditions = None if y is None else np.asarray(y, dtype=np.float32).reshape(len(flat), -1)
@@ -26,10 +26,11 @@ def decode(model: VAE, z: np.ndarray, batch_size: int = 256, y: np.ndarray | Non
     def given(i: int) -> dict:
         return {} if conditions is None else {"y": torch.from_numpy(conditions[i:i + batch_size]).to(device)}
 
-    draw = model.decode_mask if mask else model.decode
+    draw, channels = {"image": (model.decode, 3), "mask": (model.decode_mask, 1),
+                      "both": (lambda codes, **y: torch.sigmoid(model.decode_channels(codes, **y)), 4)}[part]
     parts = [to_uint8(draw(torch.from_numpy(flat[i:i + batch_size]).to(device), **given(i)))
              for i in range(0, len(flat), batch_size)]
-    images = np.concatenate(parts) if parts else np.zeros((0, 1 if mask else 3, 64, 64), np.uint8)
+    images = np.concatenate(parts) if parts else np.zeros((0, channels, 64, 64), np.uint8)
     return images.reshape(*z.shape[:-1], *images.shape[1:])
 
 

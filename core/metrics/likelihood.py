@@ -154,8 +154,9 @@ def reconstruction_error(model: VAE, images: np.ndarray, kind: str, batch_size: 
     for start in range(0, len(images), batch_size):
         x = to_float(images[start:start + batch_size], device)
         logits = model.decode_logits(model.encode(x)[0])
-        se += (torch.sigmoid(logits) - x).pow(2).double().sum().item()
-        similarity += ssim(torch.sigmoid(logits), x).flatten(1).mean(1).double().sum().item()
+        mean = torch.sigmoid(logits)
+        se += (mean - x).pow(2).double().sum().item()
+        similarity += ssim(mean, x).flatten(1).mean(1).double().sum().item()
         if kind == "bernoulli":
             bce += F.binary_cross_entropy_with_logits(logits, x, reduction="sum").double().item()
     pixels = images.size

@@ -107,12 +107,6 @@ class CVAE(VAE):
         """Codes (B, latent_dim) under conditions y (B, A) or None -> logits (B, 3, 64, 64)."""
         return self.decode_channels(z, y)[:, :3]
 
-    def decode_mask(self, z: torch.Tensor, y=None) -> torch.Tensor:
-        """Codes under conditions y (or None) -> the predicted mask in [0, 1], (B, 1, 64, 64) (see VAE.decode_mask)."""
-        if not self.arch.mask_head:
-            raise ValueError("this model has no mask head: train it with --mask-head on a data set with masks")
-        return torch.sigmoid(self.decode_channels(z, y)[:, 3:])
-
     def decode(self, z: torch.Tensor, y=None) -> torch.Tensor:
         """Codes under conditions y (or None) -> images in [0, 1]."""
         return torch.sigmoid(self.decode_logits(z, y))

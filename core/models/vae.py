@@ -64,11 +64,12 @@ class VAE(nn.Module):
         """Latent codes (B, latent_dim) -> logits (B, 3, 64, 64), which the losses take; `decode` is their sigmoid."""
         return self.decode_channels(z)[:, :3]
 
-    def decode_mask(self, z: torch.Tensor) -> torch.Tensor:
-        """Latent codes -> the predicted mask of the person in [0, 1], (B, 1, 64, 64); ValueError without a head."""
+    def decode_mask(self, z: torch.Tensor, **condition) -> torch.Tensor:
+        """Latent codes -> the predicted mask of the person in [0, 1], (B, 1, 64, 64); ValueError without a head.
+        `condition`: a conditional model's `y`, passed on to `decode_channels`."""
         if not self.arch.mask_head:
             raise ValueError("this model has no mask head: train it with --mask-head on a data set with masks")
-        return torch.sigmoid(self.decode_channels(z)[:, 3:])
+        return torch.sigmoid(self.decode_channels(z, **condition)[:, 3:])
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         """Latent codes -> images in [0, 1]: the sigmoid of `decode_logits` (which subclasses override)."""
