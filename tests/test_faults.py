@@ -6,7 +6,8 @@ import torch
 
 import core.runs.checkpoint
 from core.data.dsprites import DSprites
-from core.training.loop import Diverged, Trainer
+from core.training.failures import Diverged
+from core.training.loop import Trainer
 from core.runs.folder import create_run
 from tests.tiny import fail_at, tiny_config
 

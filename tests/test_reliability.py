@@ -15,7 +15,8 @@ from core.explore.projection import UmapParams
 from core.explore.umap_job import embedding_path, load_umap
 from core.runs.labels import DimLabel, load_labels, save_label
 from core.runs.folder import Run
-from core.training.loop import OutOfMemory, Trainer
+from core.training.failures import OutOfMemory
+from core.training.loop import Trainer
 from core.runs.folder import create_run
 from tests.tiny import fail_at, tiny_config
 

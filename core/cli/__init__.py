@@ -18,7 +18,7 @@ from core.device import INFERENCE_BATCH
 from core.fileio import UntrustedFileError
 from core.runs.export import DTYPES
 from core.runs.folder import RunError, default_runs_dir
-from core.training.loop import Diverged
+from core.training.failures import Diverged
 
 __all__ = ["COMMANDS", "build_parser", "config_from_args", "family_table", "main", "os_error_message"]
 

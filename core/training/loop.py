@@ -23,45 +23,19 @@ from core.training.conditions import condition_mean, condition_rows, with_condit
 from core.config import RunConfig
 from core.data import Dataset, load_dataset
 from core.training.cancel import CancellableSetup
+from core.training.failures import Diverged, OutOfMemory, check_loss, diverged_advice, kept_checkpoint
 from core.training.feed import Feed, Masks, needs_masks
 from core.device import pick_device, to_float
 from core.data.images import grid, save_png
 from core.objectives.objective import Objective
 from core.objectives.schedules import LearningRate
 from core.models.modvae import Clamp, FactorBlocks
-from core.runs.folder import Run, RunError, create_run
+from core.runs.folder import Run, create_run
 from core.training.speed import Speedups
 from core.training.threads import ThreadGovernor
 
 
 logger = logging.getLogger(__name__)
-
-
-# A logged loss this many times the lowest one so far means the run has diverged (a spike is a few times).
-EXPLOSION = 100.0
-
-
-def diverged_advice(lr: float) -> str:
-    """What to do about a diverged run. The cure is a lower learning rate; there is no learning-rate warm-up
-    (--warmup-steps ramps the KL weight beta from 0, which does not slow Adam down)."""
-    return (f"train again with a lower --lr (e.g. --lr {lr / 2:g}, half of {lr:g}); --warmup-steps is the KL "
-            "warm-up (it ramps beta), not a learning-rate warm-up")
-
-
-def kept_checkpoint(run: Run) -> str:
-    """What a run stopped by an error keeps, for its message: the last good checkpoint, or none at all when it
-    stopped before its first (never claim a checkpoint that does not exist)."""
-    if run.checkpoint_path.is_file():
-        return "the last good checkpoint is kept"
-    return "no checkpoint had been saved yet (the first is due at --checkpoint-every), so there is none to keep"
-
-
-class Diverged(RuntimeError):
-    """The logged loss blew up or the weights went NaN/inf; the message advises a lower --lr."""
-
-
-class OutOfMemory(RunError):
-    """The accelerator (or host) ran out of memory: the message suggests a smaller batch."""
 
 
 class Trainer:
@@ -304,11 +278,7 @@ class Trainer:
         # one host sync (and under torchrun one all-reduce) per logging interval
         means = {k: (v / count).tolist() for k, v in distributed.mean_over_ranks(sums).items()}
         loss = means["loss"]
-        # Finite is not enough: an Adam blow-up can sit at 1e26 for thousands of steps before overflowing.
-        exploded = self.best_loss > 0 and loss > EXPLOSION * self.best_loss
-        if exploded or not all(math.isfinite(x) for x in [loss, *means["kl_dims"]]):
-            raise Diverged(f"the loss became {loss:.4g} at step {self.step} (lowest so far {self.best_loss:.4g}): "
-                           f"{diverged_advice(self.config.train.lr)}; {kept_checkpoint(self.run)}")
+        check_loss(loss, means["kl_dims"], self.best_loss, self.step, self.config.train.lr, self.run)
         self.best_loss = min(self.best_loss, loss)
         record = {"type": "train", "step": self.step, "epoch": self.batches.epoch(self.step),
                   **{k: means[k] for k in ("loss", "recon", "kl", "kl_dims")},
