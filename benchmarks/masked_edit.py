@@ -43,6 +43,8 @@ def main() -> None:
     p.add_argument("--faces", type=int, default=200)
     p.add_argument("--picture", type=Path, help="also draw 8 of the faces: original, edit as decoded and composited "
                                                 "at the largest α, and the predicted mask")
+    p.add_argument("--alpha-picture", type=Path, help="also draw 8 of the faces, their reconstructions and the edit "
+                                                      "composited at every α above 0 (docs/demo_smile.png)")
     a = p.parse_args()
     run = Run(default_runs_dir() / a.run)
     model = run.load_model("cpu").eval()
@@ -51,7 +53,8 @@ def main() -> None:
     delta = build_vector(train, VectorSpec(a.attribute))
     test = dataset.indices("test")
     column = dataset.attributes.names.index(a.attribute)
-    index = test[~dataset.attributes.values[test, column]][:a.faces]
+    without = test[~dataset.attributes.values[test, column]]  # in index order similar faces sit together: draw
+    index = np.sort(np.random.default_rng(0).choice(without, min(a.faces, len(without)), replace=False))
     faces, (person, _) = dataset.images(index), dataset.masks(index)
     z = encode(model, dataset, index)[0]
     edits = FAST["edits"]  # the judge `evaluate --fast` trains (and caches)
@@ -59,11 +62,11 @@ def main() -> None:
                                                          edits["classifier_test_images"], 0))
     reconstruction = decode(model, z)
     inside = np.broadcast_to(person >= 128, faces.shape)
-    rows = []
+    rows, composited = [], {}
     for alpha in [float(x) for x in a.alphas.split(",")]:
         codes = edit(z, delta, alpha)[:, 0]
         plain = decode(model, codes)
-        kept = masked_edit(model, faces, z, codes)
+        kept = composited[alpha] = masked_edit(model, faces, z, codes)
         flips = [float((judge.score(x)[:, column] > 0.5).mean()) for x in (plain, kept)]
         edit_size = float(np.abs(plain.astype(np.int16) - reconstruction)[inside].mean())
         rows.append({"alpha": alpha, "background_change_plain": change_outside(faces, plain, person),
@@ -78,14 +81,20 @@ def main() -> None:
         print(f"| {r['alpha']:g} | {r['background_change_plain']:.2f} | {r['background_change_composited']:.2f} | "
               f"{r['person_change_plain']:.2f} | {r['flip_plain']:.2f} | {r['flip_composited']:.2f} |")
     print(json.dumps(rows))
+    few = np.linspace(0, len(index) - 1, 8).round().astype(int)  # spread over the sorted faces: every expression
     if a.picture:
-        few = slice(0, 8)
         mask = decode(model, z[few], part="mask")
         pictures = [faces[few], plain[few], kept[few], np.repeat(mask, 3, axis=1)]
         labels = ["held-out faces", f"edit, alpha = {alpha:g}\nas decoded", f"edit, alpha = {alpha:g}\ncomposited",
                   "predicted mask"]
         save_png(a.picture, labelled_grid(np.stack(pictures), labels, scale=2))
         print(f"wrote {a.picture}")
+    if a.alpha_picture:
+        steps = [alpha for alpha in composited if alpha > 0]
+        pictures = [faces[few], reconstruction[few], *(composited[alpha][few] for alpha in steps)]
+        labels = ["held-out faces", "reconstructions", *(f"alpha = {alpha:g}\ncomposited" for alpha in steps)]
+        save_png(a.alpha_picture, labelled_grid(np.stack(pictures), labels, scale=2))
+        print(f"wrote {a.alpha_picture}")
 
 
 if __name__ == "__main__":

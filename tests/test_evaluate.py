@@ -132,3 +132,12 @@ def test_finished_metrics_survive_an_interruption(run_copy, monkeypatch):
         evaluate_run(run_copy, ["reconstruction", "likelihood"], overrides=["reconstruction.num_images=16"],
                      dataset=Photos())
     assert list(load_eval(run_copy)["results"]) == ["reconstruction"]
+
+
+def test_eval_json_records_the_version_of_a_generated_data_set(run_copy):
+    plain = evaluate_run(run_copy, ["reconstruction"], overrides=["reconstruction.num_images=16"], dataset=Photos())
+    assert "photos" not in plain["versions"]
+    photos = Photos()
+    photos.version = "renderer 9"  # SynthFaces' scores depend on how it draws faces
+    evaluate_run(run_copy, ["reconstruction"], overrides=["reconstruction.num_images=16"], dataset=photos)
+    assert load_eval(run_copy)["versions"]["photos"] == "renderer 9"

@@ -130,7 +130,8 @@ def test_train_page_overlays_runs_and_switches_to_a_log_axis(runs):
 def test_the_train_form_starts_from_the_data_sets_recipe_and_none_restores_the_family_defaults(runs):
     at = train_page()
     assert at.selectbox(key="tr_recipe").value == "auto"
-    assert at.radio(key="tr_model").value == "VAE" and at.number_input(key="tr_train.steps").value == 3000
+    assert at.radio(key="tr_model").value == "VAE" and at.number_input(key="tr_train.steps").value == 6000
+    assert "loss.reconstruction = calibrated" in " ".join(c.value for c in at.caption)
     at.selectbox(key="tr_recipe").set_value("none").run()
     assert at.radio(key="tr_model").value == "β-VAE" and at.number_input(key="tr_train.steps").value == 2000
     at.selectbox(key="tr_recipe").set_value("faces").run()

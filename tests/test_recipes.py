@@ -20,7 +20,8 @@ def config(*argv: str) -> RunConfig:
 
 def test_auto_gives_synthfaces_its_recipe_and_none_the_family_defaults():
     auto = config()
-    assert (auto.model, auto.train.steps, auto.arch.decoder) == ("vae", 3000, "film")
+    assert (auto.model, auto.train.steps, auto.arch.decoder, auto.loss.reconstruction) == ("vae", 6000, "film",
+                                                                                             "calibrated")
     plain = config("--recipe", "none")
     assert (plain.model, plain.train.steps, plain.loss.beta) == ("beta-vae", 2000, 4.0)
     assert config("--dataset", "dsprites").model == "beta-vae"  # dSprites has no recipe

@@ -87,10 +87,12 @@ def test_every_level_of_every_factor_looks_different(ds, bases, factor):
             assert ((diff > 10).sum(axis=(1, 2)) >= 8).all(), (factor, a, b)
 
 
-def test_smile_changes_only_the_mouth_and_bends_it_the_right_way(ds, bases):
+def test_smile_changes_the_mouth_and_a_frown_the_brows_and_bends_the_mouth_the_right_way(ds, bases):
     images = vary(ds, bases, "smile")
-    assert (images[:, :, :, :36] == images[:1, :, :, :36]).all()
-    assert (images[:, :, :, 48:] == images[:1, :, :, 48:]).all()
+    neutral = LEVEL_NAMES["smile"].index("neutral")
+    assert (images[neutral:, :, :, :36] == images[neutral, :, :, :36]).all()  # smiles: only the mouth
+    assert (images[:, :, :, :20] == images[neutral, :, :, :20]).all()  # frowns: the brows, not the hair above
+    assert (images[:, :, :, 48:] == images[neutral, :, :, 48:]).all()
     # Frontal, front-lit face: the lip line at the mouth corners sits lower for a frown.
     corners = vary(ds, bases, "smile", head_rotation=2, lighting=1)[:4, :, :, 38:48, [28, 35]]
     darkness = np.clip(luminance(corners).max(axis=2, keepdims=True) - luminance(corners), 0, None)
@@ -98,7 +100,14 @@ def test_smile_changes_only_the_mouth_and_bends_it_the_right_way(ds, bases):
     corner_row = (darkness * rows).sum(axis=2) / darkness.sum(axis=2)  # (levels, bases, cols)
     frown, slight_frown, neutral, smile = corner_row.mean(axis=(1, 2))
     assert frown > slight_frown > neutral > smile
-    assert frown - smile > 1.5  # pixels
+    assert frown - smile > 1.0  # pixels (the frown's pouted, thicker lips pull its line's centre up)
+
+
+def test_a_frown_knits_the_brows_so_it_shows_beyond_the_mouth_line(ds, bases):
+    frown, slight_frown, neutral = vary(ds, bases, "smile", eyewear=0, hair_colour=0)[:3, :, :, 20:33]
+    changed = [(np.abs(level - neutral).max(axis=1) > 20).sum(axis=(1, 2)) for level in (frown, slight_frown)]
+    assert (changed[0] >= 20).all() and (changed[1] >= 10).all()  # pixels per face, above the eyes' lower lids
+    assert (changed[0] > changed[1]).mean() > 0.9
 
 
 def test_eyewear_sits_on_the_eyes_and_sunglasses_are_dark(ds, bases):
@@ -125,6 +134,10 @@ def test_bangs_cover_the_forehead(ds, bases):
     no_bangs, bangs = vary(ds, bases, "bangs")
     forehead = (slice(None), slice(None), slice(19, 24), slice(29, 35))
     assert (np.abs(no_bangs[forehead] - bangs[forehead]).max(axis=1).mean(axis=(1, 2)) > 10).all()
+    # Blond and grey fringes over pale skin are nearly skin-coloured: the shadow under them still shows.
+    light = vary(ds, bases, "bangs", hair_colour=2, skin_tone=0, head_rotation=2)
+    below = light[:, :, :, 24:29, 26:38].mean(axis=(2, 3, 4))  # (levels, bases): just under the fringe
+    assert (below[0] - below[1] > 20).all()
     assert (no_bangs[:, :, 38:] == bangs[:, :, 38:]).all()
 
 

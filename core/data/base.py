@@ -52,6 +52,7 @@ class Dataset:
     attributes: Attributes
     split: np.ndarray  # (N,) int8: 0 train, 1 val, 2 test
     identities: np.ndarray | None = None  # (N,) int64 person ids where known
+    version: str = ""  # of a generated data set's renderer, recorded in eval.json: scores of two versions differ
 
     def __len__(self) -> int:
         return len(self.split)

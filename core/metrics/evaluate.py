@@ -115,7 +115,7 @@ def evaluate_run(run: Run, metrics: Iterable[str] | None = None, fast: bool = Fa
     ctx = Context(run, model, dataset if dataset is not None else load_dataset(config.data))
     doc = {"format": FORMAT, "run": run.name, "model": config.model, "dataset": config.data.dataset,
            "latent_dim": config.arch.latent_dim, "step": step, "device": str(next(model.parameters()).device),
-           "versions": _versions(), "not_included": NOT_INCLUDED, "results": _previous_results(run, step)}
+           "versions": _versions(ctx.dataset), "not_included": NOT_INCLUDED, "results": _previous_results(run, step)}
     for i, name in enumerate(names, 1):
         if name in GROUND_TRUTH and not ctx.dataset.is_ground_truth:
             result = {"skipped": f"{ctx.dataset.name} has no ground-truth factors; disentanglement metrics need "
@@ -151,7 +151,8 @@ def _previous_results(run: Run, step: int) -> dict:
     return doc["results"] if doc and doc.get("step") == step and isinstance(doc.get("results"), dict) else {}
 
 
-def _versions() -> dict[str, str]:
-    return {"scikit-learn": sklearn.__version__, "torch": torch.__version__, "numpy": np.__version__,
-            "python": platform.python_version()}
+def _versions(dataset: Dataset) -> dict[str, str]:
+    versions = {"scikit-learn": sklearn.__version__, "torch": torch.__version__, "numpy": np.__version__,
+                "python": platform.python_version()}
+    return {**versions, dataset.name: dataset.version} if dataset.version else versions
 
