@@ -99,9 +99,9 @@ _FEATURE_DEPTH = 0.55  # see across_head
 # thick: a mouth only a pixel or two different between levels is the first thing a VAE drops.
 _MOUTH = np.array([[-0.13, 0.16, 0], [-0.065, 0.165, 0], [0, 0.17, 0], [0.09, 0.19, 0.06], [0.11, 0.21, 0.13]], np.float32)
 _LIP = 0.03
-# How much of a frown each smile level shows beyond its mouth: knitted, lowered brows, creases between them, lines
-# down from the mouth's corners and a crease under the lower lip. A downturned mouth alone moves a one-pixel line by
-# a pixel or two, which no small VAE learned (linear probes read Frowning 0.70-0.77 however long it trained).
+# How much of a frown each smile level shows beyond its mouth's bend: knitted, lowered and thicker brows, narrowed
+# eyes, two creases between the brows and pouted (thicker) lips. A downturned mouth alone moves a one-pixel line by
+# a pixel or two, which no small VAE learned (renderer 1: linear probes read Frowning 0.70-0.77 however long it trained).
 _FROWN = np.array([1.0, 0.8, 0, 0, 0], np.float32)
 _BROW_KNIT, _BROW_DROP, _BROW_THICKEN, _POUT, _SQUINT = 0.06, 0.02, 0.5, 1.2, 0.45  # at a full frown
 # A shadow under the fringe: bangs differ from a bare forehead only in the hair's colour, which on blond or grey hair
