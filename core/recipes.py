@@ -28,7 +28,7 @@ class Recipe:
 RECIPES: Registry[Recipe] = Registry("recipe")
 RECIPES.register("synthfaces", Recipe(
     "synthfaces", "a VAE with the FiLM decoder and the calibrated Gaussian for 6,000 steps: learns every factor, the "
-    "smile and the frown included (probe AUCs ≥ 0.99), in about 9 minutes on 2 idle CPU cores", ("synthfaces",),
+    "smile and the frown included (probe AUCs ≥ 0.99), in 10.6 minutes on 2 idle CPU cores", ("synthfaces",),
     {"model": "vae", "arch.decoder": "film", "loss.reconstruction": "calibrated", "train.steps": 6000},
     "SynthFaces renderer 2"))
 RECIPES.register("faces", Recipe(
