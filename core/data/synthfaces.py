@@ -101,7 +101,7 @@ _MOUTH = np.array([[-0.13, 0.16, 0], [-0.065, 0.165, 0], [0, 0.17, 0], [0.09, 0.
 _LIP = 0.03
 # How much of a frown each smile level shows beyond its mouth's bend: knitted, lowered and thicker brows, narrowed
 # eyes, two creases between the brows and pouted (thicker) lips. A downturned mouth alone moves a one-pixel line by
-# a pixel or two, which no small VAE learned (renderer 1: linear probes read Frowning 0.70-0.77 however long it trained).
+# a pixel or two, which no small VAE learned (renderer 1: linear probes read Frowning 0.70-0.77 at any length).
 _FROWN = np.array([1.0, 0.8, 0, 0, 0], np.float32)
 _BROW_KNIT, _BROW_DROP, _BROW_THICKEN, _POUT, _SQUINT = 0.06, 0.02, 0.5, 1.2, 0.45  # at a full frown
 # A shadow under the fringe: bangs differ from a bare forehead only in the hair's colour, which on blond or grey hair
@@ -157,7 +157,8 @@ def _draw_geometries(geometry: np.ndarray) -> np.ndarray:
     face = ellipse(face_cx, 0.02, face_ax * chin_taper, 0.5)
     layers.append((cover(face), _SKIN))
 
-    dx = X - across_head(0, _FEATURE_DEPTH)
+    front_x = across_head(0, _FEATURE_DEPTH)  # the middle of the face's front: nose, mouth, fringe
+    dx = X - front_x
     hairline = np.where(bangs, -0.17 + 0.3 * dx**2 - 0.035 * np.abs(np.sin(dx * 22)), -0.42 + 1.6 * dx**2)
     layers.append((bangs * cover(np.maximum(face, Y - hairline - _FRINGE_SHADOW)), _CREASE))
     layers.append((cover(np.maximum(ellipse(0, -0.1, 1.1 * radius, 0.62), Y - hairline)), _HAIR))
@@ -175,22 +176,23 @@ def _draw_geometries(geometry: np.ndarray) -> np.ndarray:
         iris = ellipse(ex + 0.03 * np.sin(yaw), _EYE_Y + 0.005, 0.042 * squash, 0.042)
         layers.append((cover(np.maximum(iris, white)), _IRIS))
         knit = -side * _BROW_KNIT * frown  # the inner end (nearer the nose) drops
-        brow = stroke(X, Y, ex, -0.155 + _BROW_DROP * frown, 0.1 * squash, -0.03, 0.02 * (1 + _BROW_THICKEN * frown), tilt=knit)
+        brow = stroke(X, Y, ex, -0.155 + _BROW_DROP * frown, 0.1 * squash, -0.03, 0.02 * (1 + _BROW_THICKEN * frown),
+                      tilt=knit)
         layers.append((cover(brow), _BROW))
         lenses.append(rounded_box(ex, _EYE_Y, 0.125 * squash, 0.085, 0.05))
 
-    nose_x = across_head(0, _FEATURE_DEPTH) + 0.05 * np.sin(yaw)  # the tip sticks out, so it swings further
+    nose_x = front_x + 0.05 * np.sin(yaw)  # the tip sticks out, so it swings further
     layers.append((cover(stroke(X, Y, nose_x, 0.17, 0.045, 0.02, 0.014)), _CREASE))
     for side in (-1, 1):  # bridge shading: faint both sides when frontal, on the far side when turned
         strength = np.clip(0.35 + side * 1.3 * np.sin(yaw), 0, 1)
         layers.append((strength * cover(stroke(Y, X, 0.1, nose_x + side * 0.035, 0.06, 0, 0.009)), _SHADOW))
 
     for side in (-1, 1):  # the frown's creases between the brows
-        crease = stroke(Y, X, -0.11, across_head(0, _FEATURE_DEPTH) + side * 0.024, 0.035, 0, 0.007)
+        crease = stroke(Y, X, -0.11, front_x + side * 0.024, 0.035, 0, 0.007)
         layers.append((frown * cover(crease), _CREASE))
 
     lift, half_len, gape = (_MOUTH[smile, i] for i in range(3))
-    mouth_x, half_len = across_head(0, _FEATURE_DEPTH), half_len * np.cos(yaw)
+    mouth_x, half_len = front_x, half_len * np.cos(yaw)
     lips = stroke(X, Y, mouth_x, _MOUTH_Y, half_len, lift, _LIP * (1 + _POUT * frown), gape)
     layers.append((cover(lips), _LIPS))
     inside = stroke(X, Y, mouth_x, _MOUTH_Y, half_len, lift, 0.0, gape)
